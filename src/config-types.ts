@@ -1,0 +1,63 @@
+/**
+ * The validated configuration model, as `loadConfig` (src/config.ts) returns it. Every default is
+ * already applied: consumers never see a missing required value. Durations are in seconds.
+ */
+import type { LevelWithSilent } from 'pino';
+
+/** One LogicNets installation (one company) and the server user the sidecar signs in as. */
+export interface UpstreamConfig {
+  /** Labels metrics and logs; unique. Defaults to the URL's host and company, e.g. `lua5.logicnets.local/logicnets`. */
+  readonly name: string;
+  /** Base URL including the company, without a trailing slash: `https://lua5.logicnets.local/logicnets`. */
+  readonly url: string;
+  /** The server user's client id: the assertion's `sub`. */
+  readonly clientId: string;
+  /** The assertion's `iss`; defaults to `clientId`. */
+  readonly clientIssuer: string;
+  /** Path of the private key (PEM PKCS#8, PEM PKCS#1 or JWK JSON). Exactly one of file and inline is set. */
+  readonly privateKeyFile: string | undefined;
+  /** The private key inline (PEM or JWK JSON). */
+  readonly privateKey: string | undefined;
+  /** Optional `kid` header of the assertion. */
+  readonly keyId: string | undefined;
+  /** Token endpoint; defaults to `${url}/oauth2token`. */
+  readonly tokenUrl: string;
+  /** The assertion's `aud`; defaults to `url`. */
+  readonly tokenAudience: string;
+  /** `GET` (query parameters, as LogicNets documents) or `POST` (form body, RFC 6749). */
+  readonly tokenMethod: 'GET' | 'POST';
+  /** Optional `scope` parameter. */
+  readonly tokenScope: string | undefined;
+  /** Assertion lifetime in seconds (1..3600). */
+  readonly assertionTtl: number;
+  /** Extra CA certificates (PEM file) trusted for the token endpoint and this upstream. */
+  readonly caFile: string | undefined;
+  /** Time limit of one token request, in seconds. */
+  readonly tokenTimeout: number;
+  /** Lifetime assumed for a token that has neither `expires_in` nor a JWT `exp`, in seconds. */
+  readonly tokenDefaultLifetime: number;
+}
+
+/** The whole sidecar's configuration. */
+export interface Config {
+  readonly upstreams: readonly UpstreamConfig[];
+  readonly logLevel: LevelWithSilent;
+  /** Proxy listener; defaults to 127.0.0.1:8080 so the sidecar is not an open proxy for the cluster. */
+  readonly listenHost: string;
+  readonly listenPort: number;
+  /** Admin listener (probes, metrics, status); defaults to 0.0.0.0:9090. */
+  readonly adminHost: string;
+  readonly adminPort: number;
+  /** Time limit for an upstream answer, in seconds. */
+  readonly upstreamTimeout: number;
+  /** Seconds to keep serving after SIGTERM before closing the listener. */
+  readonly shutdownDelay: number;
+  /** Seconds in-flight requests get to finish once the listener is closed. */
+  readonly shutdownTimeout: number;
+  /** `/readyz` also requires a valid token for every upstream. */
+  readonly readinessRequireToken: boolean;
+  /** Add `X-Forwarded-For/-Proto/-Host` to forwarded requests. */
+  readonly xForwarded: boolean;
+  /** Largest request body (bytes) kept while sending so a request can be resent after a 401. */
+  readonly retryBodyLimit: number;
+}
