@@ -1,0 +1,418 @@
+/**
+ * Configuration: one convict schema for the sidecar and one for an upstream, loaded from the
+ * environment and an optional JSON or YAML file, validated strictly. Every problem is reported at
+ * once, each line naming the setting, its environment variable and what is wrong; sensitive values
+ * are never echoed. Environment variables override the file for global settings; environment
+ * variables alone describe one upstream, a file may list several.
+ */
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { extname } from 'node:path';
+import convict from 'convict';
+import type { LevelWithSilent } from 'pino';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from './errors.js';
+import type { Config, UpstreamConfig } from './config-types.js';
+
+export type { Config, UpstreamConfig } from './config-types.js';
+
+/** One documented setting, for `--help` and the README table (`npm run settings-table`). */
+export interface SettingDoc {
+  readonly key: string;
+  readonly env: string;
+  readonly doc: string;
+  readonly default: string;
+  /** `global` settings apply to the sidecar; `upstream` ones may also appear in each `upstreams` entry. */
+  readonly scope: 'global' | 'upstream';
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+const GLOBAL_SCHEMA = {
+  logLevel: { doc: 'pino log level.', format: LOG_LEVELS, default: 'info', env: 'LOG_LEVEL' },
+  listenHost: {
+    doc: 'Address the proxy listens on. Keep it on loopback: the sidecar adds credentials to what it forwards.',
+    format: String, default: '127.0.0.1', env: 'LISTEN_HOST',
+  },
+  listenPort: { doc: 'Port of the proxy listener.', format: 'port', default: 8080, env: 'LISTEN_PORT' },
+  adminHost: {
+    doc: 'Address of the admin listener (probes, metrics, status); all interfaces so the kubelet can probe it.',
+    format: String, default: '0.0.0.0', env: 'ADMIN_HOST',
+  },
+  adminPort: { doc: 'Port of the admin listener.', format: 'port', default: 9090, env: 'ADMIN_PORT' },
+  upstreamTimeout: {
+    doc: 'Seconds to wait for an upstream answer before answering 504.', format: Number, default: 60, env: 'UPSTREAM_TIMEOUT',
+  },
+  shutdownDelay: {
+    doc: 'Seconds to keep serving after SIGTERM before closing the listener (set a few seconds for a non-native sidecar).',
+    format: Number, default: 0, env: 'SHUTDOWN_DELAY',
+  },
+  shutdownTimeout: {
+    doc: 'Seconds in-flight requests get to finish once the listener is closed.', format: Number, default: 20, env: 'SHUTDOWN_TIMEOUT',
+  },
+  readinessRequireToken: {
+    doc: '`/readyz` also requires a valid token for every upstream.', format: Boolean, default: false, env: 'READINESS_REQUIRE_TOKEN',
+  },
+  xForwarded: {
+    doc: 'Add X-Forwarded-For, -Proto and -Host to forwarded requests.', format: Boolean, default: false, env: 'X_FORWARDED',
+  },
+  retryBodyLimit: {
+    doc: 'Largest request body in bytes kept while sending, so the request can be resent once after a 401.',
+    format: 'nat', default: 1048576, env: 'RETRY_BODY_LIMIT',
+  },
+  upstreams: {
+    doc: 'Upstreams from the config file (each entry uses the upstream settings below in camelCase).',
+    format: Array, default: [] as unknown[], env: undefined,
+  },
+};
+
+const UPSTREAM_SCHEMA = {
+  name: {
+    doc: 'Name of the upstream in metrics and logs.', format: String, default: '', env: 'LOGICNETS_NAME',
+  },
+  url: {
+    doc: 'Base URL of the LogicNets installation including the company, e.g. `https://lua5.logicnets.local/logicnets`.',
+    format: String, default: '', env: 'LOGICNETS_URL',
+  },
+  clientId: {
+    doc: 'Client id of the LogicNets server user (the assertion\'s `sub`).', format: String, default: '', env: 'LOGICNETS_CLIENT_ID',
+  },
+  clientIssuer: {
+    doc: '`iss` of the client assertion; defaults to the client id.', format: String, default: '', env: 'LOGICNETS_CLIENT_ISSUER',
+  },
+  privateKeyFile: {
+    doc: 'File with the server user\'s RSA private key (PEM PKCS#8 or PKCS#1, or JWK JSON); re-read when it changes.',
+    format: String, default: '', env: 'LOGICNETS_PRIVATE_KEY_FILE',
+  },
+  privateKey: {
+    doc: 'The RSA private key inline (PEM or JWK JSON), instead of a file.',
+    format: String, default: '', env: 'LOGICNETS_PRIVATE_KEY', sensitive: true,
+  },
+  keyId: { doc: 'Optional `kid` header of the assertion.', format: String, default: '', env: 'LOGICNETS_KEY_ID' },
+  tokenUrl: {
+    doc: 'Token endpoint; defaults to `${LOGICNETS_URL}/oauth2token`.', format: String, default: '', env: 'LOGICNETS_TOKEN_URL',
+  },
+  tokenAudience: {
+    doc: '`aud` of the client assertion; defaults to `${LOGICNETS_URL}`.', format: String, default: '', env: 'LOGICNETS_TOKEN_AUDIENCE',
+  },
+  tokenMethod: {
+    doc: '`GET` (query parameters, as LogicNets documents) or `POST` (form body, RFC 6749).',
+    format: String, default: 'GET', env: 'LOGICNETS_TOKEN_METHOD',
+  },
+  tokenScope: { doc: 'Optional `scope` parameter of the token request.', format: String, default: '', env: 'LOGICNETS_TOKEN_SCOPE' },
+  assertionTtl: {
+    doc: 'Lifetime of a client assertion in seconds (1 to 3600).', format: 'int', default: 300, env: 'LOGICNETS_ASSERTION_TTL',
+  },
+  caFile: {
+    doc: 'Extra CA certificates (PEM) trusted for the token endpoint and the upstream, besides the system CAs.',
+    format: String, default: '', env: 'LOGICNETS_CA_FILE',
+  },
+  tokenTimeout: {
+    doc: 'Seconds one token request may take.', format: Number, default: 10, env: 'LOGICNETS_TOKEN_TIMEOUT',
+  },
+  tokenDefaultLifetime: {
+    doc: 'Lifetime in seconds assumed for a token that has neither `expires_in` nor a JWT `exp`.',
+    format: 'int', default: 300, env: 'LOGICNETS_TOKEN_DEFAULT_LIFETIME',
+  },
+};
+
+type UpstreamKey = keyof typeof UPSTREAM_SCHEMA;
+type GlobalKey = keyof typeof GLOBAL_SCHEMA;
+const UPSTREAM_KEYS = Object.keys(UPSTREAM_SCHEMA) as UpstreamKey[];
+const REQUIRED: Partial<Record<UpstreamKey, string>> = {
+  url: 'it is required: the base URL of the LogicNets installation including the company',
+  clientId: 'it is required: the client id of the LogicNets server user',
+};
+
+/** Where configuration comes from. */
+export interface ConfigSources {
+  /** Environment variables; defaults to `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** A JSON or YAML file; defaults to `env.CONFIG_FILE`. */
+  configFile?: string;
+}
+
+/** Every setting with its environment variable, default and description. */
+export function settingsDoc(): SettingDoc[] {
+  const rows: SettingDoc[] = [];
+  const add = (scope: 'global' | 'upstream', schema: Record<string, { doc: string; default: unknown; env?: string }>) => {
+    for (const [key, item] of Object.entries(schema)) {
+      if (item.env === undefined) continue;
+      rows.push({ key, env: item.env, doc: item.doc, default: describeDefault(key, item.default), scope });
+    }
+  };
+  add('upstream', UPSTREAM_SCHEMA);
+  add('global', GLOBAL_SCHEMA);
+  rows.push({
+    key: 'configFile', env: 'CONFIG_FILE', scope: 'global', default: 'none',
+    doc: 'A JSON or YAML file that can set everything above (camelCase names), including a list of `upstreams`. Also `--config FILE`.',
+  });
+  return rows;
+}
+
+function describeDefault(key: string, value: unknown): string {
+  if (key === 'clientIssuer') return 'the client id';
+  if (key === 'tokenUrl') return '`${LOGICNETS_URL}/oauth2token`';
+  if (key === 'tokenAudience') return '`${LOGICNETS_URL}`';
+  if (key === 'name') return 'host and company of the URL';
+  if (key === 'url' || key === 'clientId') return 'required';
+  if (key === 'privateKeyFile' || key === 'privateKey') return 'one of the two required';
+  if (value === '' || value === undefined) return 'none';
+  return `\`${String(value)}\``;
+}
+
+/**
+ * Loads and validates the configuration. Throws `ConfigError` listing every problem; the lines
+ * never contain a sensitive value.
+ */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? process.env;
+  const file = sources.configFile ?? (env.CONFIG_FILE || undefined);
+  const problems: string[] = [];
+
+  let fileData: Record<string, unknown> = {};
+  if (file !== undefined) {
+    try {
+      fileData = readConfigFile(file);
+    } catch (error) {
+      throw new ConfigError([`CONFIG_FILE (${file}): ${(error as Error).message}`]);
+    }
+  }
+
+  const { upstreams: fileUpstreams, ...fileGlobals } = fileData;
+  const global = convict(GLOBAL_SCHEMA, { env, args: [] });
+  const unknownGlobals = Object.keys(fileGlobals).filter((k) => !(k in GLOBAL_SCHEMA) && !(k in UPSTREAM_SCHEMA));
+  for (const key of unknownGlobals) problems.push(`${key} (config file): is not a known setting`);
+  const knownGlobals = Object.fromEntries(Object.entries(fileGlobals).filter(([k]) => k in GLOBAL_SCHEMA));
+  collectConvictProblems(() => global.load(knownGlobals).validate({ allowed: 'strict' }), problems, (key) => {
+    const env_ = (GLOBAL_SCHEMA as Record<string, { env?: string }>)[key]?.env;
+    return env_ ? `${key} (${env_})` : key;
+  });
+
+  const fileUpstreamGlobals = Object.fromEntries(Object.entries(fileGlobals).filter(([k]) => k in UPSTREAM_SCHEMA));
+  const upstreams: UpstreamConfig[] = [];
+
+  if (fileUpstreams !== undefined) {
+    if (!Array.isArray(fileUpstreams) || fileUpstreams.length === 0) {
+      problems.push('upstreams (config file): must be a non-empty list of upstream entries');
+    } else {
+      const envNames = UPSTREAM_KEYS.map((k) => UPSTREAM_SCHEMA[k].env).filter((n) => env[n] !== undefined && env[n] !== '');
+      if (envNames.includes('LOGICNETS_URL') || envNames.includes('LOGICNETS_CLIENT_ID')) {
+        problems.push(`${envNames.join(', ')}: set while the config file lists upstreams; describe upstreams either in the file or with environment variables, not both`);
+      }
+      fileUpstreams.forEach((entry, index) => {
+        const label = (key: string) => `upstreams[${index}].${key} (config file)`;
+        if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+          problems.push(`upstreams[${index}] (config file): must be an object with url, clientId and a private key`);
+          return;
+        }
+        const upstream = loadUpstream({ ...entry as Record<string, unknown> }, undefined, label, problems);
+        if (upstream) upstreams.push(upstream);
+      });
+    }
+  } else {
+    const label = (key: string) => `${key} (${UPSTREAM_SCHEMA[key as UpstreamKey].env})`;
+    const upstream = loadUpstream(fileUpstreamGlobals, env, label, problems);
+    if (upstream) upstreams.push(upstream);
+  }
+
+  checkUniqueAndUnambiguous(upstreams, problems);
+  const g = (key: GlobalKey) => global.get(key) as unknown;
+  for (const key of ['upstreamTimeout', 'shutdownTimeout'] as const) {
+    if (!(Number(g(key)) > 0)) problems.push(`${key} (${GLOBAL_SCHEMA[key].env}): must be a number of seconds greater than 0`);
+  }
+  if (!(Number(g('shutdownDelay')) >= 0)) problems.push('shutdownDelay (SHUTDOWN_DELAY): must be a number of seconds, 0 or more');
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    upstreams,
+    logLevel: g('logLevel') as LevelWithSilent,
+    listenHost: g('listenHost') as string,
+    listenPort: g('listenPort') as number,
+    adminHost: g('adminHost') as string,
+    adminPort: g('adminPort') as number,
+    upstreamTimeout: g('upstreamTimeout') as number,
+    shutdownDelay: g('shutdownDelay') as number,
+    shutdownTimeout: g('shutdownTimeout') as number,
+    readinessRequireToken: g('readinessRequireToken') as boolean,
+    xForwarded: g('xForwarded') as boolean,
+    retryBodyLimit: g('retryBodyLimit') as number,
+  };
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new Error(`cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let data: unknown;
+  try {
+    data = ['.yaml', '.yml'].includes(extname(file).toLowerCase()) ? parseYaml(text) : JSON.parse(text);
+  } catch (error) {
+    throw new Error(`is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(error as Error).message.split('\n')[0]}`);
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) throw new Error('must hold an object of settings');
+  return data as Record<string, unknown>;
+}
+
+/** Runs a convict validation and turns its error text into our problem lines; returns the keys that failed. */
+function collectConvictProblems(run: () => unknown, problems: string[], label: (key: string) => string): Set<string> {
+  const failed = new Set<string>();
+  try {
+    run();
+  } catch (error) {
+    for (const line of (error as Error).message.split('\n')) {
+      const undeclared = line.match(/configuration param '(.+)' not declared/);
+      if (undeclared?.[1]) {
+        problems.push(`${undeclared[1]} (config file): is not a known setting`);
+        continue;
+      }
+      const invalid = line.match(/^([\w.]+): (.*?)(?:: value was .*)?$/);
+      if (invalid?.[1]) {
+        failed.add(invalid[1]);
+        problems.push(`${label(invalid[1])}: ${invalid[2]}`);
+      } else {
+        problems.push(line);
+      }
+    }
+  }
+  return failed;
+}
+
+function loadUpstream(
+  data: Record<string, unknown>,
+  env: NodeJS.ProcessEnv | undefined,
+  label: (key: string) => string,
+  problems: string[],
+): UpstreamConfig | undefined {
+  const schema = env === undefined
+    ? Object.fromEntries(Object.entries(UPSTREAM_SCHEMA).map(([k, v]) => [k, { ...v, env: undefined }]))
+    : UPSTREAM_SCHEMA;
+  const conf = convict(schema as typeof UPSTREAM_SCHEMA, { env: env ?? {}, args: [] });
+  const before = problems.length;
+  if (typeof data.tokenMethod === 'string') data.tokenMethod = data.tokenMethod.toUpperCase();
+  const failed = collectConvictProblems(() => conf.load(data).validate({ allowed: 'strict' }), problems, label);
+  const get = (key: UpstreamKey): string => String(conf.get(key) ?? '').trim();
+
+  for (const [key, message] of Object.entries(REQUIRED)) {
+    if (get(key as UpstreamKey) === '') problems.push(`${label(key)}: ${message}`);
+  }
+  const url = checkUrl(get('url'), label('url'), problems, true);
+  const tokenUrl = get('tokenUrl') === '' ? (url ? `${url}/oauth2token` : '') : checkUrl(get('tokenUrl'), label('tokenUrl'), problems, false);
+  const tokenAudience = get('tokenAudience') || url || '';
+
+  const privateKeyFile = get('privateKeyFile') || undefined;
+  const privateKey = get('privateKey') || undefined;
+  if (privateKeyFile === undefined && privateKey === undefined) {
+    problems.push(`${label('privateKeyFile')}: a private key is required: set ${label('privateKeyFile')} or ${label('privateKey')}`);
+  } else if (privateKeyFile !== undefined && privateKey !== undefined) {
+    problems.push(`${label('privateKeyFile')}: set either the key file or ${label('privateKey')}, not both`);
+  } else if (privateKeyFile !== undefined) {
+    checkReadableFile(privateKeyFile, label('privateKeyFile'), problems);
+  }
+
+  const method = get('tokenMethod').toUpperCase();
+  if (method !== 'GET' && method !== 'POST') problems.push(`${label('tokenMethod')}: must be GET or POST, not "${method}"`);
+  const ttl = conf.get('assertionTtl') as number;
+  if (!failed.has('assertionTtl') && !(ttl >= 1 && ttl <= 3600)) problems.push(`${label('assertionTtl')}: must be a whole number of seconds from 1 to 3600, not ${ttl}`);
+  const timeout = conf.get('tokenTimeout') as number;
+  if (!failed.has('tokenTimeout') && !(timeout > 0)) problems.push(`${label('tokenTimeout')}: must be a number of seconds greater than 0`);
+  const lifetime = conf.get('tokenDefaultLifetime') as number;
+  if (!failed.has('tokenDefaultLifetime') && !(lifetime >= 30)) problems.push(`${label('tokenDefaultLifetime')}: must be a whole number of seconds, 30 or more`);
+  const caFile = get('caFile') || undefined;
+  if (caFile !== undefined && checkReadableFile(caFile, label('caFile'), problems)) {
+    if (!readFileSync(caFile, 'utf8').includes('-----BEGIN CERTIFICATE-----')) {
+      problems.push(`${label('caFile')}: ${caFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+    }
+  }
+  if (problems.length > before || url === undefined || tokenUrl === undefined) return undefined;
+
+  const parsed = new URL(url);
+  return {
+    name: get('name') || `${parsed.host}${parsed.pathname}`,
+    url,
+    clientId: get('clientId'),
+    clientIssuer: get('clientIssuer') || get('clientId'),
+    privateKeyFile,
+    privateKey,
+    keyId: get('keyId') || undefined,
+    tokenUrl,
+    tokenAudience,
+    tokenMethod: method as 'GET' | 'POST',
+    tokenScope: get('tokenScope') || undefined,
+    assertionTtl: ttl,
+    caFile,
+    tokenTimeout: timeout,
+    tokenDefaultLifetime: lifetime,
+  };
+}
+
+/** Whether `host` (a URL hostname) names this machine's loopback. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, '');
+  if (bare === 'localhost' || bare.endsWith('.localhost')) return true;
+  if (isIP(bare) === 4) return bare.startsWith('127.');
+  return bare === '::1';
+}
+
+/** Checks an https URL (http only towards loopback); returns it without a trailing slash. */
+function checkUrl(value: string, name: string, problems: string[], needsPath: boolean): string | undefined {
+  if (value === '') return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    problems.push(`${name}: "${value}" is not a URL; expected e.g. https://lua5.logicnets.local/logicnets`);
+    return undefined;
+  }
+  if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname))) {
+    problems.push(`${name}: must use https:// (plain http:// is only accepted for loopback hosts), got ${parsed.protocol}//`);
+    return undefined;
+  }
+  if (parsed.username !== '' || parsed.password !== '' || parsed.search !== '' || parsed.hash !== '') {
+    problems.push(`${name}: must not contain credentials, a query or a fragment`);
+    return undefined;
+  }
+  const path = parsed.pathname.replace(/\/+$/, '');
+  if (needsPath && path === '') {
+    problems.push(`${name}: must include the company path, e.g. https://${parsed.host}/logicnets`);
+    return undefined;
+  }
+  return `${parsed.protocol}//${parsed.host}${path}`;
+}
+
+function checkReadableFile(file: string, name: string, problems: string[]): boolean {
+  try {
+    if (!statSync(file).isFile()) {
+      problems.push(`${name}: ${file} is not a file`);
+      return false;
+    }
+    accessSync(file, constants.R_OK);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    problems.push(`${name}: ${file} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? 'error'})`}`);
+    return false;
+  }
+}
+
+/** Refuses duplicate names and two upstreams that would match the same request. */
+function checkUniqueAndUnambiguous(upstreams: readonly UpstreamConfig[], problems: string[]): void {
+  for (let i = 0; i < upstreams.length; i++) {
+    for (let j = i + 1; j < upstreams.length; j++) {
+      const a = upstreams[i]!;
+      const b = upstreams[j]!;
+      if (a.name === b.name) problems.push(`upstreams[${j}].name: "${b.name}" is used by upstreams[${i}] too; names must be unique`);
+      const ua = new URL(a.url);
+      const ub = new URL(b.url);
+      const pa = `${ua.pathname}/`;
+      const pb = `${ub.pathname}/`;
+      if (ua.hostname === ub.hostname && (pa.startsWith(pb) || pb.startsWith(pa))) {
+        problems.push(`upstreams[${i}] (${a.url}) and upstreams[${j}] (${b.url}): ambiguous, a request for ${ua.hostname}${pa.length > pb.length ? ua.pathname : ub.pathname} would match both; give each upstream its own host or company path`);
+      }
+    }
+  }
+}
