@@ -76,13 +76,12 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     shutdownDelayMs: config.shutdownDelay * 1000,
     shutdownTimeoutMs: config.shutdownTimeout * 1000,
   });
+  lifecycle.track(proxy.server);
   let shuttingDown: Promise<void> | undefined;
-  let listening = false;
   const shutdown = (reason: string): Promise<void> => {
     shuttingDown ??= (async () => {
       logger.info({ reason }, 'shutting down');
       await lifecycle.shutdown([{ server: proxy.server, close: () => proxy.close() }], reason);
-      listening = false;
       for (const stack of stacks) stack.close();
       await admin.close();
       logger.info('stopped');
@@ -91,7 +90,6 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
   };
 
   const proxyPort = await proxy.listen(config.listenPort, config.listenHost);
-  listening = true;
   const admin = await startAdminServer({
     host: config.adminHost,
     port: config.adminPort,
@@ -100,7 +98,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     upstreams: stacks.map((s) => ({ name: s.upstream.name, url: s.upstream.url, tokens: s.tokens })),
     readinessRequireToken: config.readinessRequireToken,
     isDraining: () => lifecycle.draining,
-    isListening: () => listening,
+    isListening: () => proxy.server.listening,
     onShutdownRequest: () => {
       void shutdown('POST /shutdown').then(() => options.onExitRequest?.());
     },
