@@ -1,0 +1,345 @@
+/**
+ * The server user's RSA private key: parsed from PEM (PKCS#8 or PKCS#1) or JWK JSON, checked
+ * (RSA, at least 2048 bits, RFC 7518 3.3), and, when it comes from a file, re-read when the file
+ * changes. Kubernetes updates a mounted Secret by swapping a `..data` symlink in the folder, so
+ * the folder is watched and the file is also polled as a fallback. Error messages name where the
+ * key came from and what is wrong, never the key's content.
+ */
+import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
+import type { JsonWebKey, KeyObject } from 'node:crypto';
+import { watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { readFile, realpath, stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import type { JWK } from 'jose';
+import { KeyError } from './errors.js';
+import type { Logger } from './logger.js';
+
+/** Smallest RSA modulus accepted, in bits (RFC 7518 3.3). */
+export const MIN_RSA_MODULUS_BITS = 2048;
+
+/** A key file larger than this cannot be a private key; it is refused without parsing. */
+const MAX_KEY_FILE_BYTES = 64 * 1024;
+
+/** Default interval of the polling fallback, in milliseconds. */
+const DEFAULT_POLL_INTERVAL_MS = 10_000;
+
+/** Quiet time after a folder event before the file is read, so a write in progress settles. */
+const WATCH_SETTLE_MS = 50;
+
+const FIX = `provide the server user's RSA private key (${MIN_RSA_MODULUS_BITS} bits or more) as PEM ` +
+  '(BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY) or as a JWK JSON object';
+
+/**
+ * Parses and checks a private key. Accepts PEM PKCS#8 (`BEGIN PRIVATE KEY`), PEM PKCS#1
+ * (`BEGIN RSA PRIVATE KEY`) and JWK JSON (a single key, or a key set holding exactly one key). A PEM
+ * given inline with literal `\n` sequences (as some environment files store it) is accepted too.
+ * Throws `KeyError` when the text is not an unencrypted RSA private key of at least 2048 bits; the
+ * message names `origin` (a file path or an environment variable) and the problem, never the
+ * content. Pure and synchronous.
+ */
+export function parsePrivateKey(text: string, origin: string): KeyObject {
+  const trimmed = text.trim();
+  if (trimmed === '') throw new KeyError(`the private key in ${origin} is empty: ${FIX}`);
+  const key = trimmed.startsWith('{') ? parseJwk(trimmed, origin) : parsePem(trimmed, origin);
+  return checkRsa(key, origin);
+}
+
+function parseJwk(text: string, origin: string): KeyObject {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // JSON.parse's message quotes the input, so it is not passed on.
+    throw new KeyError(`the private key in ${origin} starts like JSON but is not valid JSON: ${FIX}`);
+  }
+  let jwk = parsed as Record<string, unknown>;
+  if (Array.isArray(jwk.keys)) {
+    if (jwk.keys.length !== 1) {
+      throw new KeyError(`the JWK set in ${origin} holds ${jwk.keys.length} keys; it must hold exactly one private key`);
+    }
+    jwk = jwk.keys[0] as Record<string, unknown>;
+  }
+  if (typeof jwk !== 'object' || jwk === null || typeof jwk.kty !== 'string') {
+    throw new KeyError(`the JSON in ${origin} is not a JWK (no "kty" member): ${FIX}`);
+  }
+  if (jwk.kty !== 'RSA') {
+    throw new KeyError(`the JWK in ${origin} has kty "${safeWord(jwk.kty)}", not "RSA": ${FIX}`);
+  }
+  if (jwk.d === undefined) {
+    throw new KeyError(`the JWK in ${origin} is a public key (no "d" member); the sidecar needs the private key`);
+  }
+  try {
+    return createPrivateKey({ key: jwk as JsonWebKey, format: 'jwk' });
+  } catch (error) {
+    throw new KeyError(`the JWK in ${origin} is not a usable RSA private key (${errorCode(error)}): ${FIX}`);
+  }
+}
+
+function parsePem(text: string, origin: string): KeyObject {
+  // An environment variable often carries the PEM with "\n" escapes instead of line breaks.
+  const pem = !text.includes('\n') && text.includes('\\n') ? text.replace(/\\n/g, '\n') : text;
+  const label = /-----BEGIN ([A-Z0-9 ]+)-----/.exec(pem)?.[1];
+  if (label === undefined) {
+    throw new KeyError(`${origin} holds neither a PEM block (-----BEGIN ...-----) nor JSON: ${FIX}`);
+  }
+  switch (label) {
+    case 'PRIVATE KEY':
+    case 'RSA PRIVATE KEY':
+      break;
+    case 'ENCRYPTED PRIVATE KEY':
+      throw new KeyError(`the private key in ${origin} is encrypted with a passphrase; ` +
+        'decrypt it first (openssl pkey -in encrypted.pem -out key.pem)');
+    case 'PUBLIC KEY':
+    case 'RSA PUBLIC KEY':
+    case 'CERTIFICATE':
+      throw new KeyError(`${origin} holds a ${label.toLowerCase()}, not the private key: ${FIX}`);
+    default:
+      throw new KeyError(`${origin} holds a PEM block of type "${label}": ${FIX}`);
+  }
+  try {
+    return createPrivateKey({ key: pem, format: 'pem' });
+  } catch (error) {
+    throw new KeyError(`the PEM private key in ${origin} cannot be parsed (${errorCode(error)}); ` +
+      `it may be truncated or damaged: ${FIX}`);
+  }
+}
+
+function checkRsa(key: KeyObject, origin: string): KeyObject {
+  if (key.asymmetricKeyType !== 'rsa') {
+    throw new KeyError(`the private key in ${origin} is a ${String(key.asymmetricKeyType).toUpperCase()} key; ` +
+      `RS256 needs an RSA key: ${FIX}`);
+  }
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (bits < MIN_RSA_MODULUS_BITS) {
+    throw new KeyError(`the RSA private key in ${origin} has ${bits} bits; RS256 needs ${MIN_RSA_MODULUS_BITS} ` +
+      "bits or more: generate a new key pair for the server user");
+  }
+  return key;
+}
+
+/** A short, harmless rendering of a JSON value for a message (a `kty`, never key material). */
+function safeWord(value: unknown): string {
+  return String(value).replace(/[^A-Za-z0-9_-]/g, '').slice(0, 12);
+}
+
+/** The code of a crypto error (OpenSSL's codes never contain input). */
+function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : 'unreadable';
+}
+
+/** Reads a key file, turning file system errors into `KeyError`s that name the file. */
+async function readKeyFile(file: string): Promise<string> {
+  let size: number;
+  try {
+    size = (await stat(file)).size;
+  } catch (error) {
+    throw fileError(file, error);
+  }
+  if (size > MAX_KEY_FILE_BYTES) {
+    throw new KeyError(`the private key file ${file} is ${size} bytes, far larger than a key: is it the right file?`);
+  }
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw fileError(file, error);
+  }
+}
+
+function fileError(file: string, error: unknown): KeyError {
+  const code = errorCode(error);
+  const why = code === 'ENOENT' ? 'it does not exist'
+    : code === 'EACCES' || code === 'EPERM' ? 'permission denied (check the file mode and the user the sidecar runs as)'
+      : code === 'EISDIR' ? 'it is a folder, not a file'
+        : `it cannot be read (${code})`;
+  return new KeyError(`cannot read the private key file ${file}: ${why}; set LOGICNETS_PRIVATE_KEY_FILE to the key file`);
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** Options of `KeySource.open`. Exactly one of `file` and `inline` must be set. */
+export interface KeySourceOptions {
+  /** Path of the key file; it is watched and re-read when it changes. */
+  file?: string;
+  /** The key itself (PEM or JWK JSON); never reloaded. */
+  inline?: string;
+  /** Names the key in messages: the file path or the environment variable, e.g. `LOGICNETS_PRIVATE_KEY`. */
+  origin: string;
+  logger: Logger;
+  /** Interval of the polling fallback for a key file, in ms (default 10 000). */
+  pollIntervalMs?: number;
+}
+
+/**
+ * The current private key. `current()` is synchronous and always returns a valid key: a reload
+ * swaps the key atomically, and a broken new file keeps the previous key in use (an error is
+ * logged). Safe to share between any number of callers. `close()` stops watching; the key stays
+ * readable.
+ */
+export class KeySource {
+  #key: KeyObject;
+  readonly #file: string | undefined;
+  readonly #origin: string;
+  readonly #logger: Logger;
+  /** Hash of the content the current key came from. */
+  #hash: string;
+  /** Hash of the last content that failed, so a broken file is reported once, not on every poll. */
+  #failedHash: string | undefined;
+  /** Message of the last read failure, so a missing file is reported once, not on every poll. */
+  #failedRead: string | undefined;
+  /** Identity (resolved path, inode, size, mtime) of the file at the last check. */
+  #fingerprint: string | undefined;
+  #watcher: FSWatcher | undefined;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #settleTimer: NodeJS.Timeout | undefined;
+  #checking: Promise<void> | undefined;
+  #recheck = false;
+  #closed = false;
+
+  private constructor(key: KeyObject, hash: string, options: KeySourceOptions) {
+    this.#key = key;
+    this.#hash = hash;
+    this.#file = options.file;
+    this.#origin = options.origin;
+    this.#logger = options.logger;
+  }
+
+  /**
+   * Loads the key and, for a file, starts watching it. Throws `KeyError` when the key cannot be
+   * read or is not acceptable, so start-up fails with a message naming `origin`.
+   */
+  static async open(options: KeySourceOptions): Promise<KeySource> {
+    if ((options.file === undefined) === (options.inline === undefined)) {
+      throw new KeyError(`${options.origin}: give the private key either as a file or inline, not both or neither`);
+    }
+    const text = options.file !== undefined ? await readKeyFile(options.file) : (options.inline as string);
+    const source = new KeySource(parsePrivateKey(text, options.origin), sha256(text), options);
+    if (options.file !== undefined) {
+      source.#fingerprint = await fingerprintOf(options.file).catch(() => undefined);
+      source.#startWatching(options.file, options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS);
+    }
+    return source;
+  }
+
+  /** The key to sign with now. Never throws. */
+  current(): KeyObject {
+    return this.#key;
+  }
+
+  /** The public half of the current key as a JWK (`kty`, `n`, `e`), for diagnostics and registration. */
+  publicJwk(): JWK {
+    const { kty, n, e } = createPublicKey(this.#key).export({ format: 'jwk' });
+    return { kty, n, e };
+  }
+
+  /** Stops watching and polling. Idempotent. */
+  close(): void {
+    this.#closed = true;
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    clearInterval(this.#pollTimer);
+    clearTimeout(this.#settleTimer);
+  }
+
+  #startWatching(file: string, pollIntervalMs: number): void {
+    const dir = dirname(file);
+    try {
+      const watcher = watch(dir, { persistent: false }, () => this.#scheduleSettledCheck());
+      watcher.on('error', (error) => {
+        this.#logger.warn({ origin: this.#origin, dir, code: errorCode(error) },
+          'stopped watching the private key folder; changes are still picked up by polling');
+        watcher.close();
+        if (this.#watcher === watcher) this.#watcher = undefined;
+      });
+      this.#watcher = watcher;
+    } catch (error) {
+      this.#logger.warn({ origin: this.#origin, dir, code: errorCode(error) },
+        'cannot watch the private key folder; changes are picked up by polling only');
+    }
+    this.#pollTimer = setInterval(() => this.#check(false), Math.max(10, pollIntervalMs));
+    this.#pollTimer.unref();
+    this.#logger.debug({ origin: this.#origin, file: basename(file), pollIntervalMs }, 'watching the private key file');
+  }
+
+  #scheduleSettledCheck(): void {
+    if (this.#closed) return;
+    clearTimeout(this.#settleTimer);
+    this.#settleTimer = setTimeout(() => this.#check(true), WATCH_SETTLE_MS);
+    this.#settleTimer.unref();
+  }
+
+  /** Runs one check at a time; a check asked for while one runs is run once afterwards. */
+  #check(force: boolean): void {
+    if (this.#closed || this.#file === undefined) return;
+    if (this.#checking !== undefined) {
+      this.#recheck ||= force;
+      return;
+    }
+    const file = this.#file;
+    this.#checking = this.#reload(file, force)
+      .catch((error: unknown) => {
+        this.#logger.error({ origin: this.#origin, code: errorCode(error) }, 'unexpected failure while checking the private key file');
+      })
+      .finally(() => {
+        this.#checking = undefined;
+        if (this.#recheck) {
+          this.#recheck = false;
+          this.#check(true);
+        }
+      });
+  }
+
+  async #reload(file: string, force: boolean): Promise<void> {
+    let fingerprint: string;
+    try {
+      fingerprint = await fingerprintOf(file);
+    } catch (error) {
+      this.#reportReadFailure(fileError(file, error));
+      return;
+    }
+    if (!force && fingerprint === this.#fingerprint) return;
+    let text: string;
+    try {
+      text = await readKeyFile(file);
+    } catch (error) {
+      this.#reportReadFailure(error as KeyError);
+      return;
+    }
+    this.#fingerprint = fingerprint;
+    this.#failedRead = undefined;
+    const hash = sha256(text);
+    if (hash === this.#hash || hash === this.#failedHash || this.#closed) return;
+    let key: KeyObject;
+    try {
+      key = parsePrivateKey(text, this.#origin);
+    } catch (error) {
+      this.#failedHash = hash;
+      this.#logger.error({ origin: this.#origin, code: 'key_invalid' },
+        `the private key file changed but the new key cannot be used, so the previous key stays in use: ${(error as Error).message}`);
+      return;
+    }
+    this.#key = key;
+    this.#hash = hash;
+    this.#failedHash = undefined;
+    this.#logger.info({ origin: this.#origin, modulusBits: key.asymmetricKeyDetails?.modulusLength },
+      'reloaded the private key after its file changed');
+  }
+
+  #reportReadFailure(error: KeyError): void {
+    if (this.#failedRead === error.message) return;
+    this.#failedRead = error.message;
+    this.#fingerprint = undefined;
+    this.#logger.error({ origin: this.#origin, code: 'key_invalid' },
+      `${error.message}; the previous key stays in use`);
+  }
+}
+
+/** Identifies the file's current target: resolved path, device, inode, size and change times. */
+async function fingerprintOf(file: string): Promise<string> {
+  const target = await realpath(file);
+  const info = await stat(target, { bigint: true });
+  return `${target}|${info.dev}|${info.ino}|${info.size}|${info.mtimeNs}|${info.ctimeNs}`;
+}
