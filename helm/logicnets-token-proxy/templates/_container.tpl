@@ -1,0 +1,160 @@
+{{/*
+The sidecar container, its environment and its probes.
+
+Use both list helpers in a pod spec; exactly one of them renders, following tokenProxy.nativeSidecar:
+  {{- with (include "logicnets-token-proxy.initContainers" .) }}
+  initContainers:
+    {{- . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: app
+      ...
+    {{- include "logicnets-token-proxy.containers" . | nindent 4 }}
+*/}}
+
+{{/* The sidecar as a one-item list for `initContainers:` when nativeSidecar is true; empty otherwise. */}}
+{{- define "logicnets-token-proxy.initContainers" -}}
+{{- if .Values.tokenProxy.nativeSidecar -}}
+{{- include "logicnets-token-proxy.container" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The sidecar as a one-item list for `containers:` when nativeSidecar is false; empty otherwise. */}}
+{{- define "logicnets-token-proxy.containers" -}}
+{{- if not .Values.tokenProxy.nativeSidecar -}}
+{{- include "logicnets-token-proxy.container" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The sidecar container as a one-item list. With nativeSidecar it carries `restartPolicy: Always`
+and belongs under initContainers (first, so it runs before other init containers too); without,
+under containers. Fails the render with an operator's sentence when a required value is missing.
+*/}}
+{{- define "logicnets-token-proxy.container" -}}
+{{- include "logicnets-token-proxy.validate" . -}}
+- name: {{ .Values.tokenProxy.containerName }}
+  image: {{ include "logicnets-token-proxy.image" . | quote }}
+  imagePullPolicy: {{ .Values.tokenProxy.image.pullPolicy }}
+  {{- if .Values.tokenProxy.nativeSidecar }}
+  restartPolicy: Always
+  {{- end }}
+  ports:
+    - name: proxy-admin
+      containerPort: {{ .Values.tokenProxy.ports.admin }}
+      protocol: TCP
+  env:
+    {{- include "logicnets-token-proxy.env" . | nindent 4 }}
+  {{- include "logicnets-token-proxy.probes" . | nindent 2 }}
+  resources:
+    {{- toYaml .Values.tokenProxy.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.tokenProxy.securityContext | nindent 4 }}
+  volumeMounts:
+    {{- include "logicnets-token-proxy.volumeMounts" . | nindent 4 }}
+  terminationMessagePolicy: FallbackToLogsOnError
+{{- end -}}
+
+{{/*
+The sidecar's environment. The key is passed as a file path (LOGICNETS_PRIVATE_KEY_FILE), never as
+a value. LISTEN_HOST stays on loopback: only the pod's own containers may use the proxy.
+*/}}
+{{- define "logicnets-token-proxy.env" -}}
+- name: LISTEN_HOST
+  value: "127.0.0.1"
+- name: LISTEN_PORT
+  value: {{ .Values.tokenProxy.ports.proxy | toString | quote }}
+- name: ADMIN_PORT
+  value: {{ .Values.tokenProxy.ports.admin | toString | quote }}
+- name: LOG_LEVEL
+  value: {{ .Values.tokenProxy.logLevel | quote }}
+- name: UPSTREAM_TIMEOUT
+  value: {{ .Values.tokenProxy.upstreamTimeout | toString | quote }}
+- name: SHUTDOWN_TIMEOUT
+  value: {{ .Values.tokenProxy.shutdownTimeout | toString | quote }}
+{{- if not .Values.tokenProxy.nativeSidecar }}
+- name: SHUTDOWN_DELAY
+  value: {{ .Values.tokenProxy.legacyShutdownDelay | toString | quote }}
+{{- end }}
+- name: READINESS_REQUIRE_TOKEN
+  value: {{ .Values.tokenProxy.readinessRequireToken | toString | quote }}
+{{- if .Values.tokenProxy.config }}
+- name: CONFIG_FILE
+  value: {{ printf "%s/config.yaml" (.Values.tokenProxy.configMountPath | trimSuffix "/") | quote }}
+{{- end }}
+{{- if not (include "logicnets-token-proxy.fileUpstreams" .) }}
+- name: LOGICNETS_URL
+  value: {{ .Values.tokenProxy.upstream.url | quote }}
+- name: LOGICNETS_CLIENT_ID
+  value: {{ .Values.tokenProxy.upstream.clientId | quote }}
+- name: LOGICNETS_PRIVATE_KEY_FILE
+  value: {{ include "logicnets-token-proxy.keyFile" . | quote }}
+{{- with .Values.tokenProxy.upstream.clientIssuer }}
+- name: LOGICNETS_CLIENT_ISSUER
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.tokenProxy.upstream.name }}
+- name: LOGICNETS_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.tokenProxy.upstream.keyId }}
+- name: LOGICNETS_KEY_ID
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.tokenProxy.upstream.tokenUrl }}
+- name: LOGICNETS_TOKEN_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.tokenProxy.upstream.tokenAudience }}
+- name: LOGICNETS_TOKEN_AUDIENCE
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.tokenProxy.upstream.tokenMethod }}
+- name: LOGICNETS_TOKEN_METHOD
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.tokenProxy.upstream.tokenScope }}
+- name: LOGICNETS_TOKEN_SCOPE
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.tokenProxy.upstream.assertionTtl }}
+- name: LOGICNETS_ASSERTION_TTL
+  value: {{ . | toString | quote }}
+{{- end }}
+{{- with (include "logicnets-token-proxy.caFile" .) }}
+- name: LOGICNETS_CA_FILE
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- with .Values.tokenProxy.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Probes on the admin port (the kubelet probes the pod IP, so the admin port listens on all
+interfaces): startup (gates the app when native) and liveness on /livez, readiness on /readyz.
+*/}}
+{{- define "logicnets-token-proxy.probes" -}}
+startupProbe:
+  httpGet:
+    path: {{ .Values.tokenProxy.probes.startup.path }}
+    port: {{ .Values.tokenProxy.ports.admin }}
+  periodSeconds: {{ .Values.tokenProxy.probes.startup.periodSeconds }}
+  failureThreshold: {{ .Values.tokenProxy.probes.startup.failureThreshold }}
+  timeoutSeconds: {{ .Values.tokenProxy.probes.startup.timeoutSeconds }}
+livenessProbe:
+  httpGet:
+    path: /livez
+    port: {{ .Values.tokenProxy.ports.admin }}
+  periodSeconds: {{ .Values.tokenProxy.probes.liveness.periodSeconds }}
+  failureThreshold: {{ .Values.tokenProxy.probes.liveness.failureThreshold }}
+  timeoutSeconds: {{ .Values.tokenProxy.probes.liveness.timeoutSeconds }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: {{ .Values.tokenProxy.ports.admin }}
+  periodSeconds: {{ .Values.tokenProxy.probes.readiness.periodSeconds }}
+  failureThreshold: {{ .Values.tokenProxy.probes.readiness.failureThreshold }}
+  timeoutSeconds: {{ .Values.tokenProxy.probes.readiness.timeoutSeconds }}
+{{- end -}}
