@@ -1,0 +1,124 @@
+import http from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+import type { UpstreamConfig } from '../../src/config-types.js';
+import type { Logger } from '../../src/logger.js';
+import { createProxyServer } from '../../src/proxy-server.js';
+import type { ProxyMetrics, ProxyServer } from '../../src/proxy-server.js';
+import { ManualClock } from './manual-clock.js';
+import { makeLogSink } from './log-sink.js';
+import type { LogSink } from './log-sink.js';
+import type { StaticTokenSource } from './static-token-source.js';
+
+/** A full `UpstreamConfig` for `url`, with defaults for the fields the proxy does not read. */
+export function upstreamConfig(name: string, url: string): UpstreamConfig {
+  return {
+    name, url, clientId: 'client', clientIssuer: 'client', privateKeyFile: undefined, privateKey: 'unused',
+    keyId: undefined, tokenUrl: `${url}/oauth2token`, tokenAudience: url, tokenMethod: 'GET', tokenScope: undefined,
+    assertionTtl: 60, caFile: undefined, tokenTimeout: 5, tokenDefaultLifetime: 300,
+  };
+}
+
+/** Records what the proxy reports. */
+export class RecordingMetrics implements ProxyMetrics {
+  readonly finished: { upstream: string; code: number; seconds: number }[] = [];
+  readonly retries: string[] = [];
+  requestFinished(upstream: string, code: number, seconds: number): void {
+    this.finished.push({ upstream, code, seconds });
+  }
+  upstreamRetry(upstream: string): void {
+    this.retries.push(upstream);
+  }
+}
+
+/** One route of a harness: the upstream URL (with company) and its token source. */
+export interface HarnessRoute {
+  name: string;
+  url: string;
+  tokens: StaticTokenSource;
+  /** CA to trust for an https URL. */
+  ca?: string;
+}
+
+/** A proxy under test on 127.0.0.1 with a trace-level log sink and recorded metrics. */
+export interface Harness {
+  readonly proxy: ProxyServer;
+  readonly port: number;
+  readonly sink: LogSink;
+  readonly metrics: RecordingMetrics;
+  readonly clock: ManualClock;
+  close(): Promise<void>;
+}
+
+/** Starts a proxy for `routes` (each with its own keep-alive agent). */
+export async function startHarness(
+  routes: readonly HarnessRoute[],
+  config: Partial<{ upstreamTimeout: number; xForwarded: boolean; retryBodyLimit: number }> = {},
+  logger?: Logger,
+): Promise<Harness> {
+  const sink = makeLogSink('trace');
+  const metrics = new RecordingMetrics();
+  const clock = new ManualClock();
+  const agents = routes.map((r) => r.url.startsWith('https:')
+    ? new https.Agent({ keepAlive: true, ca: r.ca })
+    : new http.Agent({ keepAlive: true }));
+  const proxy = createProxyServer({
+    config: { upstreamTimeout: config.upstreamTimeout ?? 10, xForwarded: config.xForwarded ?? false, retryBodyLimit: config.retryBodyLimit ?? 1024 * 1024 },
+    routes: routes.map((r, i) => ({ upstream: upstreamConfig(r.name, r.url), tokens: r.tokens, agent: agents[i] as http.Agent })),
+    logger: logger ?? sink.logger,
+    metrics,
+    clock,
+  });
+  const port = await proxy.listen(0, '127.0.0.1');
+  return {
+    proxy, port, sink, metrics, clock,
+    async close() {
+      proxy.server.closeAllConnections();
+      await proxy.close();
+      for (const agent of agents) agent.destroy();
+    },
+  };
+}
+
+/** A response read whole (tests only). */
+export interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  json<T = Record<string, unknown>>(): T;
+}
+
+/** Options of `send`. */
+export interface SendOptions {
+  method?: string;
+  headers?: OutgoingHttpHeaders;
+  body?: Buffer | string | Readable;
+}
+
+/** Sends one request to the proxy on its own connection; `target` is a path or an absolute URL. */
+export function send(port: number, target: string, options: SendOptions = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: '127.0.0.1', port, method: options.method ?? 'GET', path: target, headers: options.headers, agent: false,
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('error', reject);
+      res.on('end', () => {
+        const body = Buffer.concat(chunks);
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body,
+          json: <T>() => JSON.parse(body.toString('utf8')) as T,
+        });
+      });
+    });
+    req.on('error', reject);
+    const { body } = options;
+    if (body === undefined) req.end();
+    else if (typeof body === 'string' || Buffer.isBuffer(body)) req.end(body);
+    else body.pipe(req);
+  });
+}
