@@ -76,7 +76,8 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
     name: upstream.name,
     fetch: (signal) => endpoint.fetchToken(signal),
     clock: options.clock,
-    logger,
+    // Not the child: the cache puts `upstream` on its lines itself (twice would repeat the JSON key).
+    logger: options.logger,
     observer: options.observer,
   });
   const agentOptions = { keepAlive: true, maxFreeSockets: options.maxFreeSockets ?? 256, scheduling: 'lifo' as const };
