@@ -2,12 +2,14 @@
  * The token cache: a `CachedTokenSource` per upstream that wraps the token endpoint client. It
  * fetches at start, refreshes ahead of expiry in the background, shares one in-flight fetch among
  * any number of callers, keeps serving the current token while a refresh fails, backs off with
- * jitter, and never hands out a token past `expiresAt - earlyExpiry`.
+ * jitter (refresh-schedule.ts says when), and never hands out a token past `expiresAt - earlyExpiry`.
  * (golang/oauth2 `reuseTokenSource`; panva/jose `src/jwks/remote.ts`; Envoy's oauth2 token provider.)
  */
 import type { Clock, Timer } from './clock.js';
 import { ProxyError, TokenEndpointError, TokenUnavailableError } from './errors.js';
 import type { Logger } from './logger.js';
+import { RefreshSchedule } from './refresh-schedule.js';
+import type { RefreshScheduleOptions } from './refresh-schedule.js';
 import type { CachedTokenSource, Token, TokenState } from './token.js';
 
 /**
@@ -20,8 +22,11 @@ export interface TokenSourceObserver {
   failed(error: Error): void;
 }
 
-/** Options of `CachingTokenSource`. Times are milliseconds. */
-export interface CachingTokenSourceOptions {
+/**
+ * Options of `CachingTokenSource`. Times are milliseconds. `earlyExpiryMs`, `refreshAheadRatio`,
+ * `backoff` and `random` are the `RefreshScheduleOptions`.
+ */
+export interface CachingTokenSourceOptions extends RefreshScheduleOptions {
   /** The upstream's name, used in logs and error messages. */
   name: string;
   /** Gets a new token (the token endpoint client). Should stop when `signal` aborts. */
@@ -29,16 +34,6 @@ export interface CachingTokenSourceOptions {
   clock: Clock;
   logger: Logger;
   observer?: TokenSourceObserver;
-  /** A token is handed out only while `now < expiresAt - earlyExpiryMs`. Default 10 000. */
-  earlyExpiryMs?: number;
-  /**
-   * Share of a token's lifetime after which it is refreshed, in (0, 1). Default: a random share
-   * between 0.75 and 0.85. Either way the refresh comes at least 30 s before expiry when the
-   * lifetime allows, and always before the token stops being usable.
-   */
-  refreshAheadRatio?: number;
-  /** Retry backoff after a failed fetch: exponential from `baseMs` (1000), capped at `maxMs` (60 000). */
-  backoff?: { baseMs?: number; maxMs?: number };
   /** How long one caller waits for a fetch before getting `TokenUnavailableError`. Default 15 000. */
   maxWaitMs?: number;
   /**
@@ -46,14 +41,7 @@ export interface CachingTokenSourceOptions {
    * the cache's backstop): after this long the fetch is aborted and counted as failed. Default 30 000.
    */
   fetchTimeoutMs?: number;
-  /** Random numbers in [0, 1) for jitter; injectable for tests. Default `Math.random`. */
-  random?: () => number;
 }
-
-/** The refresh comes at least this long before expiry when the lifetime allows. */
-const REFRESH_MARGIN_MS = 30_000;
-/** A `Retry-After` longer than this is shortened to it. */
-const MAX_RETRY_AFTER_MS = 3_600_000;
 
 /** One fetch in flight; identity plus `seq` tell a current answer from a late one. */
 interface PendingFetch {
@@ -83,13 +71,10 @@ export class CachingTokenSource implements CachedTokenSource {
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #observer: TokenSourceObserver | undefined;
+  readonly #refreshSchedule: RefreshSchedule;
   readonly #earlyExpiryMs: number;
-  readonly #refreshAheadRatio: number | undefined;
-  readonly #baseMs: number;
-  readonly #maxMs: number;
   readonly #maxWaitMs: number;
   readonly #fetchTimeoutMs: number;
-  readonly #random: () => number;
 
   #token: Token | undefined;
   #tokenSeq = 0;
@@ -113,21 +98,10 @@ export class CachingTokenSource implements CachedTokenSource {
     this.#clock = options.clock;
     this.#logger = options.logger;
     this.#observer = options.observer;
-    this.#earlyExpiryMs = options.earlyExpiryMs ?? 10_000;
-    this.#refreshAheadRatio = options.refreshAheadRatio;
-    this.#baseMs = options.backoff?.baseMs ?? 1000;
-    this.#maxMs = options.backoff?.maxMs ?? 60_000;
+    this.#refreshSchedule = new RefreshSchedule(options);
+    this.#earlyExpiryMs = this.#refreshSchedule.earlyExpiryMs;
     this.#maxWaitMs = options.maxWaitMs ?? 15_000;
     this.#fetchTimeoutMs = options.fetchTimeoutMs ?? 30_000;
-    this.#random = options.random ?? Math.random;
-    if (!(this.#earlyExpiryMs >= 0)) throw new RangeError('earlyExpiryMs must be zero or more.');
-    const ratio = this.#refreshAheadRatio;
-    if (ratio !== undefined && !(ratio > 0 && ratio < 1)) {
-      throw new RangeError('refreshAheadRatio must be between 0 and 1 (exclusive).');
-    }
-    if (!(this.#baseMs > 0) || !(this.#maxMs >= this.#baseMs)) {
-      throw new RangeError('backoff.baseMs must be positive and backoff.maxMs at least baseMs.');
-    }
     if (!(this.#maxWaitMs > 0) || !(this.#fetchTimeoutMs > 0)) {
       throw new RangeError('maxWaitMs and fetchTimeoutMs must be positive.');
     }
@@ -269,7 +243,7 @@ export class CachingTokenSource implements CachedTokenSource {
     this.#lastErrorObject = undefined;
     this.#consecutiveFailures = 0;
     this.#retryAt = undefined;
-    const refreshAt = this.#refreshTime(token, now);
+    const refreshAt = this.#refreshSchedule.refreshAt(token, now);
     this.#schedule(refreshAt - now);
     this.#logger.info(
       {
@@ -291,7 +265,7 @@ export class CachingTokenSource implements CachedTokenSource {
       error instanceof ProxyError ? error.message : 'The token request failed unexpectedly; the warning in the sidecar log has the detail.';
     this.#lastError = { code, message, at: now };
     this.#lastErrorObject = error;
-    const delay = this.#retryDelay(error);
+    const delay = this.#refreshSchedule.retryDelay(error, this.#consecutiveFailures);
     this.#retryAt = now + delay;
     this.#schedule(delay);
     this.#logger.warn(
@@ -310,29 +284,6 @@ export class CachingTokenSource implements CachedTokenSource {
     );
     notify(() => this.#observer?.failed(error));
     pending.reject(this.#unavailable(error, delay));
-  }
-
-  /** Refresh at the ratio of the lifetime, at least 30 s ahead when possible, before the token stops being usable. */
-  #refreshTime(token: Token, now: number): number {
-    const lifetime = token.expiresAt - now;
-    const ratio = this.#refreshAheadRatio ?? 0.75 + 0.1 * this.#random();
-    let at = now + lifetime * ratio;
-    at = Math.min(at, Math.max(token.expiresAt - REFRESH_MARGIN_MS, now + lifetime / 2));
-    return Math.floor(Math.min(at, token.expiresAt - this.#earlyExpiryMs));
-  }
-
-  /** Exponential backoff with equal jitter, capped; the cap for what cannot succeed; never before `Retry-After`. */
-  #retryDelay(error: Error): number {
-    let delay: number;
-    if (isRetryable(error)) {
-      const exponential = Math.min(this.#maxMs, this.#baseMs * 2 ** Math.min(this.#consecutiveFailures - 1, 40));
-      delay = exponential / 2 + (this.#random() * exponential) / 2;
-    } else {
-      delay = this.#maxMs;
-    }
-    const retryAfter = error instanceof TokenEndpointError ? error.retryAfterMs : undefined;
-    if (retryAfter !== undefined && retryAfter > delay) delay = Math.min(retryAfter, MAX_RETRY_AFTER_MS);
-    return Math.ceil(delay);
   }
 
   /** Waits for the shared fetch on behalf of one caller, bounded by its signal and `maxWaitMs`. */
@@ -409,13 +360,6 @@ export class CachingTokenSource implements CachedTokenSource {
       { retryable: false },
     );
   }
-}
-
-/** Whether trying again may help: not for answers marked non-retryable, nor for a broken key. */
-function isRetryable(error: Error): boolean {
-  if (error instanceof TokenEndpointError) return error.retryable;
-  if (error instanceof ProxyError) return error.code !== 'key_invalid' && error.code !== 'config_invalid';
-  return true;
 }
 
 function asError(value: unknown): Error {

@@ -6,7 +6,8 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KeyError } from '../src/errors.js';
-import { KeySource, parsePrivateKey } from '../src/key-source.js';
+import { KeySource } from '../src/key-source.js';
+import { parsePrivateKey } from '../src/private-key.js';
 import { makeLogSink, secretFragments } from './helpers/log-sink.js';
 import { makeRsaKey } from './helpers/rsa-keys.js';
 import type { RsaTestKey } from './helpers/rsa-keys.js';
