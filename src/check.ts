@@ -63,6 +63,11 @@ export async function runCheck(options: CheckOptions): Promise<number> {
     return 2;
   }
   report({ step: 'configuration', status: 'ok', detail: `${config.upstreams.length} upstream(s): ${config.upstreams.map((u) => u.name).join(', ')}` });
+  // The token goes only to its own installation: the probe must lie under an upstream's URL.
+  const probeUpstream = options.probe === undefined ? undefined : upstreams.find((u) => isUnder(options.probe as string, u.url));
+  if (options.probe !== undefined && probeUpstream === undefined) {
+    report({ step: 'probe', status: 'failed', detail: `${urlForLog(options.probe)} is not under ${upstreams.map((u) => u.url).join(' or ')}; the token is only sent to its own installation` });
+  }
 
   const logger = createLogger({ level: 'silent' });
   for (const upstream of upstreams) {
@@ -103,7 +108,7 @@ export async function runCheck(options: CheckOptions): Promise<number> {
       const lifetime = Math.round((token.expiresAt - clock.now()) / 1000);
       report({ step: 'token request', status: 'ok', detail: `${prefix}${upstream.tokenMethod} ${urlForLog(upstream.tokenUrl)} gave a Bearer token valid for ${lifetime} s${token.scope ? ` (scope "${token.scope}")` : ''}` });
 
-      if (options.probe !== undefined) {
+      if (options.probe !== undefined && probeUpstream === upstream) {
         await probe(options.probe, token, stack.agent, report, prefix);
       }
     } finally {
@@ -111,6 +116,17 @@ export async function runCheck(options: CheckOptions): Promise<number> {
     }
   }
   return steps.some((s) => s.status === 'failed') ? 1 : 0;
+}
+
+/** Whether `url` names `base` or a path below it (same scheme, host and port). */
+function isUnder(url: string, base: string): boolean {
+  try {
+    const target = new URL(url);
+    const root = new URL(base);
+    return target.origin === root.origin && `${target.pathname}/`.startsWith(`${root.pathname}/`);
+  } catch {
+    return false;
+  }
 }
 
 async function probe(url: string, token: Token, agent: HttpAgent | HttpsAgent, report: (s: CheckStep) => void, prefix: string): Promise<void> {

@@ -16,12 +16,23 @@ export interface Clock {
   setTimer(fn: () => void, ms: number): Timer;
 }
 
-/** The real clock: `Date.now()` and `setTimeout(...).unref()`. */
+/** The longest single `setTimeout` Node honours; longer delays would fire after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The real clock: `Date.now()` and `setTimeout(...).unref()`. Delays beyond `MAX_TIMER_MS`
+ * (about 24.8 days) are waited out in steps instead of firing at once.
+ */
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(fn, ms) {
-    const handle = setTimeout(fn, Math.max(0, ms));
-    handle.unref();
+    let handle: NodeJS.Timeout;
+    const arm = (remaining: number) => {
+      const step = Math.min(Math.max(0, remaining), MAX_TIMER_MS);
+      handle = setTimeout(() => (remaining > MAX_TIMER_MS ? arm(remaining - MAX_TIMER_MS) : fn()), step);
+      handle.unref();
+    };
+    arm(ms);
     return { cancel: () => clearTimeout(handle) };
   },
 };

@@ -3,6 +3,25 @@
  * environment variable, default, format and description (convict). `config.ts` loads and
  * validates against it; `settingsDoc()` documents it for `--help` and the README table.
  */
+import convict from 'convict';
+
+/**
+ * Switches are `true`/`false` (or `1`/`0`), nothing else: convict's own Boolean reads every other
+ * word, even `0`, `no` or `off`, as true, which would turn a feature on by a typo.
+ */
+convict.addFormat({
+  name: 'strict-boolean',
+  validate(value: unknown) {
+    if (typeof value !== 'boolean') throw new Error('must be true or false');
+  },
+  coerce(value: unknown) {
+    const word = String(value).trim().toLowerCase();
+    if (word === 'true' || word === '1') return true;
+    if (word === 'false' || word === '0') return false;
+    return value;
+  },
+});
+
 /** One documented setting, for `--help` and the README table (`npm run settings-table`). */
 export interface SettingDoc {
   readonly key: string;
@@ -40,10 +59,10 @@ export const GLOBAL_SCHEMA = {
     doc: 'Seconds in-flight requests get to finish once the listener is closed.', format: Number, default: 20, env: 'SHUTDOWN_TIMEOUT',
   },
   readinessRequireToken: {
-    doc: '`/readyz` also requires a valid token for every upstream.', format: Boolean, default: false, env: 'READINESS_REQUIRE_TOKEN',
+    doc: '`/readyz` also requires a valid token for every upstream.', format: 'strict-boolean', default: false, env: 'READINESS_REQUIRE_TOKEN',
   },
   xForwarded: {
-    doc: 'Add X-Forwarded-For, -Proto and -Host to forwarded requests.', format: Boolean, default: false, env: 'X_FORWARDED',
+    doc: 'Add X-Forwarded-For, -Proto and -Host to forwarded requests.', format: 'strict-boolean', default: false, env: 'X_FORWARDED',
   },
   retryBodyLimit: {
     doc: 'Largest request body in bytes kept while sending, so the request can be resent once after a 401.',

@@ -64,7 +64,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       problems.push('upstreams (config file): must be a non-empty list of upstream entries');
     } else {
       const envNames = UPSTREAM_KEYS.map((k) => UPSTREAM_SCHEMA[k].env).filter((n) => env[n] !== undefined && env[n] !== '');
-      if (envNames.includes('LOGICNETS_URL') || envNames.includes('LOGICNETS_CLIENT_ID')) {
+      if (envNames.length > 0) {
         problems.push(`${envNames.join(', ')}: set while the config file lists upstreams; describe upstreams either in the file or with environment variables, not both`);
       }
       fileUpstreams.forEach((entry, index) => {
@@ -232,7 +232,7 @@ function checkUrl(value: string, name: string, problems: string[], needsPath: bo
   try {
     parsed = new URL(value);
   } catch {
-    problems.push(`${name}: "${value}" is not a URL; expected e.g. https://lua5.logicnets.local/logicnets`);
+    problems.push(`${name}: is not a URL; expected e.g. https://lua5.logicnets.local/logicnets`);
     return undefined;
   }
   if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname))) {

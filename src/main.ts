@@ -89,21 +89,33 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     return shuttingDown;
   };
 
-  const proxyPort = await proxy.listen(config.listenPort, config.listenHost);
-  const admin = await startAdminServer({
-    host: config.adminHost,
-    port: config.adminPort,
-    logger,
-    metrics,
-    upstreams: stacks.map((s) => ({ name: s.upstream.name, url: s.upstream.url, tokens: s.tokens })),
-    readinessRequireToken: config.readinessRequireToken,
-    isDraining: () => lifecycle.draining,
-    isListening: () => proxy.server.listening,
-    onShutdownRequest: () => {
-      void shutdown('POST /shutdown').then(() => options.onExitRequest?.());
-    },
-    clock,
-  });
+  const closeAll = async () => {
+    for (const stack of stacks) stack.close();
+    await proxy.close();
+  };
+  let proxyPort: number;
+  let admin: AdminServer;
+  try {
+    proxyPort = await proxy.listen(config.listenPort, config.listenHost);
+    admin = await startAdminServer({
+      host: config.adminHost,
+      port: config.adminPort,
+      logger,
+      metrics,
+      upstreams: stacks.map((s) => ({ name: s.upstream.name, url: s.upstream.url, tokens: s.tokens })),
+      readinessRequireToken: config.readinessRequireToken,
+      isDraining: () => lifecycle.draining,
+      isListening: () => proxy.server.listening,
+      onShutdownRequest: () => {
+        void shutdown('POST /shutdown').then(() => options.onExitRequest?.());
+      },
+      clock,
+    });
+  } catch (error) {
+    // A listener could not start (port taken, address unavailable): close what was opened.
+    await closeAll();
+    throw error;
+  }
   logger.info({
     proxy: `${config.listenHost}:${proxyPort}`,
     admin: `${config.adminHost}:${admin.port}`,
@@ -117,7 +129,15 @@ export async function serve(config: Config, options: Omit<SidecarOptions, 'onExi
   let done!: () => void;
   const finished = new Promise<void>((resolve) => { done = resolve; });
   const sidecar = await startSidecar(config, { ...options, onExitRequest: () => done() });
+  let signals = 0;
   const uninstall = installSignalHandlers((signal) => {
+    signals += 1;
+    if (signals > 1) {
+      // A second Ctrl+C or SIGTERM: the operator does not want to wait for the drain.
+      options.logger.warn({ signal }, 'second signal: exiting without waiting for in-flight requests');
+      options.logger.flush();
+      process.exit(1);
+    }
     void sidecar.shutdown(signal).then(() => done());
   });
   await finished;

@@ -104,7 +104,7 @@ export class TokenResponseReader {
     const base = { httpStatus: status, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
 
     if (status >= 300 && status < 400) {
-      const location = typeof headers.location === 'string' ? urlForLog(new URL(headers.location, this.#url)) : 'nowhere';
+      const location = redirectTarget(headers.location, this.#url);
       return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} answered HTTP ${status}, ` +
         `a redirect to ${location}: set LOGICNETS_TOKEN_URL to the final URL (redirects are not followed)`,
       { ...base, retryable: false });
@@ -267,4 +267,14 @@ function sanitizeDescription(text: string, secrets: readonly string[]): string {
   // eslint-disable-next-line no-control-regex
   out = out.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
   return out.length > 300 ? `${out.slice(0, 297)}...` : out;
+}
+
+/** Where a redirect points, for a message: origin and path only, and never a parse error. */
+function redirectTarget(location: string | string[] | undefined, base: URL): string {
+  if (typeof location !== 'string') return 'nowhere';
+  try {
+    return urlForLog(new URL(location, base));
+  } catch {
+    return 'an unparseable Location';
+  }
 }

@@ -342,7 +342,11 @@ export class CachingTokenSource implements CachedTokenSource {
   }
 
   #unavailable(cause: Error | undefined, retryInMs: number): TokenUnavailableError {
-    const reason = this.#lastError === undefined ? '' : ` The last token request failed (${this.#lastError.code}): ${this.#lastError.message}`;
+    // Clients see this sentence: the code of the last failure, never the token endpoint's own words
+    // (those are in the warn log and on the admin port's /status).
+    const last = this.#lastErrorObject;
+    const oauthError = last instanceof TokenEndpointError && last.oauthError !== undefined && /^[\w.-]{1,64}$/.test(last.oauthError) ? `, ${last.oauthError}` : '';
+    const reason = this.#lastError === undefined ? '' : ` The last token request failed (${this.#lastError.code}${oauthError}); the sidecar's log and /status say why.`;
     return new TokenUnavailableError(
       `No access token is available for upstream "${this.#name}"; the next token request is in ${Math.ceil(retryInMs / 1000)}s.${reason}`,
       { retryAfterSeconds: retryInMs / 1000, cause },

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import type { Socket } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import { privateKeyJwt } from './assertion.js';
 import type { Clock } from './clock.js';
@@ -34,6 +35,47 @@ export interface StackOptions {
   observer?: TokenSourceObserver;
   /** Maximum idle sockets kept per upstream (default 256). */
   maxFreeSockets?: number;
+}
+
+/**
+ * How long an idle pooled upstream connection is kept: shorter than common server keep-alive
+ * timeouts (Node 5 s, nginx 75 s, IIS 120 s), so that the sidecar closes an idle connection before
+ * the server does and rarely sends a request on one the server is closing. A shorter
+ * `Keep-Alive: timeout=N` hint from the server wins (Node's agent reads it). It never applies to a
+ * connection with a request in flight: `UPSTREAM_TIMEOUT` governs those.
+ */
+export const IDLE_CONNECTION_TIMEOUT_MS = 4000;
+
+/** Options of `createUpstreamAgent`. */
+export interface UpstreamAgentOptions {
+  /** Maximum idle connections kept (default 256). */
+  readonly maxFreeSockets?: number;
+  /** Idle time after which a pooled connection is closed (default `IDLE_CONNECTION_TIMEOUT_MS`). */
+  readonly idleTimeoutMs?: number;
+}
+
+/**
+ * The keep-alive agent for proxied requests to `url`: an `https.Agent` trusting the system CAs plus
+ * `ca` for `https:` URLs, else an `http.Agent`; LIFO reuse (the warmest connection first), idle
+ * connections closed after `idleTimeoutMs`. Safe for any number of concurrent requests.
+ */
+export function createUpstreamAgent(url: string, ca: string | undefined, options: UpstreamAgentOptions = {}): HttpAgent | HttpsAgent {
+  const agentOptions = { keepAlive: true, maxFreeSockets: options.maxFreeSockets ?? 256, scheduling: 'lifo' as const };
+  const agent = url.startsWith('https:')
+    ? new HttpsAgent({ ...agentOptions, ca: ca === undefined ? undefined : [...rootCertificates, ca] })
+    : new HttpAgent(agentOptions);
+  const idleMs = options.idleTimeoutMs ?? IDLE_CONNECTION_TIMEOUT_MS;
+  // Node's agent has no idle timeout of its own for free sockets (its `timeout` option also applies
+  // while a connection is still being made); keepSocketAlive is its documented hook for the moment a
+  // socket turns idle. Node's version sets the socket timeout from the agent option and the
+  // server's Keep-Alive hint; a timeout on a free socket makes the agent destroy it.
+  const keepSocketAlive = agent.keepSocketAlive.bind(agent) as (socket: Socket) => boolean;
+  agent.keepSocketAlive = (socket: Socket): boolean => {
+    const keep = keepSocketAlive(socket);
+    if (keep && (socket.timeout === undefined || socket.timeout === 0 || socket.timeout > idleMs)) socket.setTimeout(idleMs);
+    return keep;
+  };
+  return agent;
 }
 
 /** Reads the extra CA file of an upstream, if any. */
@@ -79,11 +121,13 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
     // Not the child: the cache puts `upstream` on its lines itself (twice would repeat the JSON key).
     logger: options.logger,
     observer: options.observer,
+    // Time limits follow LOGICNETS_TOKEN_TIMEOUT: a caller waits for one token request (plus a
+    // little for the stale-connection retry), and the backstop for a fetch that never settles
+    // lies beyond it, so the endpoint client's own timeout is what an operator sees.
+    maxWaitMs: upstream.tokenTimeout * 1000 + 1000,
+    fetchTimeoutMs: upstream.tokenTimeout * 2000 + 1000,
   });
-  const agentOptions = { keepAlive: true, maxFreeSockets: options.maxFreeSockets ?? 256, scheduling: 'lifo' as const };
-  const agent = upstream.url.startsWith('https:')
-    ? new HttpsAgent({ ...agentOptions, ca: ca === undefined ? undefined : [...rootCertificates, ca] })
-    : new HttpAgent(agentOptions);
+  const agent = createUpstreamAgent(upstream.url, ca, { maxFreeSockets: options.maxFreeSockets });
   return {
     upstream,
     keys,

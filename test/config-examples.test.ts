@@ -2,7 +2,7 @@
 // Only the file paths they name (a Secret mount, a CA bundle) are pointed at files this test makes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../src/config.js';
@@ -12,7 +12,10 @@ const dir = mkdtempSync(join(tmpdir(), 'ltp-examples-'));
 const keyFile = join(dir, 'private-key.pem');
 writeFileSync(keyFile, 'placeholder: the config loader checks the file exists; the key loader checks its content\n');
 const pki = makeTestPki();
-test.after(() => pki.cleanup());
+test.after(() => {
+  pki.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 /** Points the example's absolute paths at the files made here. */
 function localise(text: string): string {

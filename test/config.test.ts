@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, settingsDoc } from '../src/config.js';
@@ -8,6 +8,7 @@ import { ConfigError } from '../src/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ltp-config-'));
 const keyFile = join(dir, 'key.pem');
+test.after(() => rmSync(dir, { recursive: true, force: true }));
 writeFileSync(keyFile, '-----BEGIN PRIVATE KEY-----\nnot checked here\n-----END PRIVATE KEY-----\n');
 
 const base = {
@@ -157,4 +158,26 @@ test('settingsDoc lists every environment variable of the public contract', () =
     'LISTEN_PORT', 'ADMIN_HOST', 'ADMIN_PORT', 'UPSTREAM_TIMEOUT', 'SHUTDOWN_DELAY', 'SHUTDOWN_TIMEOUT', 'READINESS_REQUIRE_TOKEN']) {
     assert.ok(envs.includes(name), `${name} is documented`);
   }
+});
+
+// Regression: convict's Boolean read `0`, `no` and `off` as true, so X_FORWARDED=0 turned it on.
+test('switches accept true/false/1/0 only; anything else is a problem, not silently true', () => {
+  assert.equal(loadConfig({ env: { ...base, X_FORWARDED: '0', READINESS_REQUIRE_TOKEN: '1' } }).xForwarded, false);
+  assert.equal(loadConfig({ env: { ...base, READINESS_REQUIRE_TOKEN: 'TRUE' } }).readinessRequireToken, true);
+  const text = problemsOf(() => loadConfig({ env: { ...base, X_FORWARDED: 'off', READINESS_REQUIRE_TOKEN: 'yes please' } })).join('\n');
+  assert.match(text, /xForwarded \(X_FORWARDED\): must be true or false/);
+  assert.match(text, /readinessRequireToken \(READINESS_REQUIRE_TOKEN\): must be true or false/);
+});
+
+test('an unparseable URL is named but not echoed (it could carry a secret in its query)', () => {
+  const text = problemsOf(() => loadConfig({ env: { ...base, LOGICNETS_TOKEN_URL: 'not a url?secret=hunter2' } })).join('\n');
+  assert.match(text, /tokenUrl \(LOGICNETS_TOKEN_URL\): is not a URL/);
+  assert.ok(!text.includes('hunter2'));
+});
+
+test('any LOGICNETS_* upstream variable next to a file listing upstreams is refused, not ignored', () => {
+  const file = join(dir, 'one.json');
+  writeFileSync(file, JSON.stringify({ upstreams: [{ url: 'https://lua5.logicnets.local/logicnets', clientId: 'a', privateKeyFile: keyFile }] }));
+  assert.match(problemsOf(() => loadConfig({ env: { LOGICNETS_PRIVATE_KEY_FILE: keyFile }, configFile: file })).join(),
+    /LOGICNETS_PRIVATE_KEY_FILE: set while the config file lists upstreams/);
 });

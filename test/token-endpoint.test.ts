@@ -379,6 +379,12 @@ describe('TokenEndpointClient', () => {
       assert.ok(!error.message.includes('session=abc'));
     });
 
+    // Regression: a malformed Location made `new URL` throw, reported as a retryable internal error.
+    it('a redirect with an unparseable Location is still an invalid response, not an internal error', async () => {
+      fake.respond = (_r, res) => { res.writeHead(302, { location: 'http://[::1' }).end(); };
+      await expectFailure(makeClient().fetchToken(), 'token_response_invalid', { httpStatus: 302, retryable: false, message: /redirect to an unparseable Location/ });
+    });
+
     it('a 2xx without access_token, or with another token_type, is invalid', async () => {
       fake.respond = (_r, res) => fake.json(res, 200, { token_type: 'Bearer', expires_in: 60 });
       await expectFailure(makeClient().fetchToken(), 'token_response_invalid', { retryable: false, message: /without an access_token/ });

@@ -165,3 +165,10 @@ test('`check` reports an unusable key file without printing it', async () => {
   assert.match(result.stdout, /^FAILED\s+key\s+.*garbage\.pem/m);
   assert.ok(!(result.stdout + result.stderr).includes('TOPSECRETGARBAGE'));
 });
+
+test('`check --probe` refuses to send the token outside the configured installation', async () => {
+  const result = await runCliProcess(['check', '--probe', 'https://elsewhere.example/logicnets/WebAPIExample/function_1'], env);
+  assert.equal(result.code, 1);
+  assert.match(result.stdout, /^FAILED\s+probe\s+https:\/\/elsewhere\.example\/logicnets\/WebAPIExample\/function_1 is not under/m);
+  assert.match(result.stdout, /^ok\s+token request/m);
+});
