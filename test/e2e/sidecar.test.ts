@@ -11,7 +11,7 @@ import { createDeterministicStream } from '../../src/emulator.js';
 import { waitFor } from '../helpers/cli.js';
 import {
   agentActiveSockets, call, callHashed, closedPort, connectionCount, echoedToken, hashStream, makeServerUser,
-  makeWorkDir, metricValue, scrapeMetrics, sidecarEnv, startE2eSidecar, startStack,
+  makeWorkDir, metricValue, scrapeMetrics, sidecarEnv, startE2eEmulator, startE2eSidecar, startStack, startTcpGate,
 } from '../helpers/e2e-stack.js';
 import type { E2eSidecar, Reply, Stack } from '../helpers/e2e-stack.js';
 import { ManualClock } from '../helpers/manual-clock.js';
@@ -155,15 +155,38 @@ describe('both modes reach the API with the sidecar\'s token', () => {
 });
 
 test('200 concurrent requests on a cold start share one token request', async () => {
-  const stack = await startStack(user, { pki });
+  // The token endpoint is reached through a gate that holds the first (and only) token request
+  // until all 200 requests wait in the proxy: the start is cold for every one of them.
+  const emulator = await startE2eEmulator({ pki, users: [user] });
+  const gate = await startTcpGate(emulator.port);
+  const tokenUrl = new URL(emulator.tokenUrl);
+  tokenUrl.port = String(gate.port);
+  let started: E2eSidecar | undefined;
   try {
-    const replies = await Promise.all(Array.from({ length: 200 }, (_, i) =>
-      call(stack.proxyPort, `/logicnets/WebAPIExample/function_1?i=${i}`, { limitMs: 20_000 })));
-    assert.deepEqual([...new Set(replies.map((r) => r.status))], [200]);
-    assert.equal(stack.emulator.stats.tokenRequests, 1);
-    assert.equal(stack.emulator.stats.apiRequests, 200);
+    started = await startE2eSidecar({
+      env: { ...sidecarEnv(emulator, user, pki), LOGICNETS_TOKEN_URL: tokenUrl.href, LOGICNETS_TOKEN_AUDIENCE: emulator.audience },
+    });
+    const { proxy, stacks } = started.sidecar;
+    const { proxyPort } = started;
+    await waitUntil(() => gate.held === 1, 'the first token request reached the gate');
+    const replies = Promise.all(Array.from({ length: 200 }, (_, i) =>
+      call(proxyPort, `/logicnets/WebAPIExample/function_1?i=${i}`, { limitMs: 20_000 })));
+    replies.catch(() => undefined); // awaited below; a failure before that must not go unhandled
+    await waitUntil(() => proxy.inFlight() === 200, 'all 200 requests wait in the proxy', 15_000);
+    assert.equal(stacks[0]!.tokens.peek(), undefined, 'no token yet: the start is cold');
+    assert.equal(emulator.stats.tokenRequests, 0);
+    assert.equal(emulator.stats.apiRequests, 0, 'nothing was forwarded without a token');
+
+    gate.open();
+    const statuses = (await replies).map((r) => r.status);
+    assert.deepEqual([...new Set(statuses)], [200]);
+    assert.equal(emulator.stats.tokenRequests, 1, 'one token request for all 200');
+    assert.equal(gate.connections, 1, 'one connection to the token endpoint');
+    assert.equal(emulator.stats.apiRequests, 200);
   } finally {
-    await stack.close();
+    await started?.close();
+    await gate.close();
+    await emulator.close();
   }
 });
 

@@ -5,8 +5,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -357,4 +357,102 @@ export function echoedToken(echo: { headers?: Record<string, unknown> }): string
   const match = /^Bearer (\S+)$/.exec(value);
   if (match === null) throw new Error('the upstream received no bearer token');
   return match[1] as string;
+}
+
+/** A TCP gate in front of one port: it holds every connection until `open()`, then passes it through. */
+export interface TcpGate {
+  readonly port: number;
+  /** Connections accepted so far (held or passed through). */
+  readonly connections: number;
+  /** Connections waiting for `open()`. */
+  readonly held: number;
+  /** Lets the held connections, and every later one, through to the target. */
+  open(): void;
+  /** Stops listening and cuts every connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a TCP gate on 127.0.0.1 in front of `targetHost:targetPort`. It works below TLS and HTTP
+ * (a held TLS handshake simply waits), so a test can hold a token request exactly as long as it
+ * wants (e.g. to keep a start cold) without faking the token endpoint. Bytes pass unchanged.
+ */
+export function startTcpGate(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpGate> {
+  const sockets = new Set<Socket>();
+  const waiting: Socket[] = [];
+  let isOpen = false;
+  let connections = 0;
+  const track = (socket: Socket): void => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+  };
+  const pass = (client: Socket): void => {
+    if (client.destroyed) return;
+    const target = connect(targetPort, targetHost);
+    track(target);
+    target.on('close', () => client.destroy());
+    client.on('close', () => target.destroy());
+    client.pipe(target).pipe(client);
+    client.resume();
+  };
+  const server = createServer((client) => {
+    connections++;
+    track(client);
+    client.pause();
+    if (isOpen) pass(client);
+    else waiting.push(client);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve({
+        port: (server.address() as AddressInfo).port,
+        get connections() { return connections; },
+        get held() { return waiting.filter((s) => !s.destroyed).length; },
+        open() {
+          isOpen = true;
+          for (const client of waiting.splice(0)) pass(client);
+        },
+        close() {
+          return new Promise((done) => {
+            server.close(() => done());
+            for (const socket of sockets) socket.destroy();
+          });
+        },
+      });
+    });
+  });
+}
+
+/**
+ * Waits until `value()` has stayed the same for `steadyMs` (read every `everyMs`) and returns
+ * that value; fails with `what` after `limitMs`. For "this transfer has stopped moving" under
+ * back-pressure: a bounded wait, not a timing assertion (what the test asserts is the value).
+ */
+export async function waitUntilSteady(value: () => number, what: string, steadyMs = 500, limitMs = 10_000, everyMs = 25): Promise<number> {
+  const giveUpAt = Date.now() + limitMs;
+  let last = value();
+  let since = Date.now();
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+    const now = value();
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    } else if (Date.now() - since >= steadyMs) {
+      return now;
+    }
+    if (Date.now() > giveUpAt) throw new Error(`timed out waiting until ${what} (still moving at ${now})`);
+  }
+}
+
+/** Resolves or rejects like `promise`, but rejects with `what` when it has not settled within `limitMs`. */
+export function withLimit<T>(promise: Promise<T>, what: string, limitMs = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what} (${limitMs} ms)`)), limitMs);
+  });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
 }
