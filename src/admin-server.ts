@@ -6,7 +6,7 @@
  */
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { BlockList, isIP } from 'node:net';
+import { isLoopbackAddress } from './loopback.js';
 import { decodeJwt } from 'jose';
 import type { Clock } from './clock.js';
 import { ProxyError } from './errors.js';
@@ -53,23 +53,6 @@ export interface TokenClaims {
   scope?: string | string[];
   iss?: string;
   sub?: string;
-}
-
-const loopback = new BlockList();
-loopback.addSubnet('127.0.0.0', 8, 'ipv4');
-loopback.addAddress('::1', 'ipv6');
-
-/**
- * Whether `address` (a socket's `remoteAddress`) is a loopback address: 127.0.0.0/8, `::1`, or an
- * IPv4-mapped IPv6 form of 127.0.0.0/8 (`::ffff:127.0.0.1`). Anything else, including `undefined`
- * and non-IP strings, is not.
- */
-export function isLoopbackAddress(address: string | undefined): boolean {
-  if (address === undefined) return false;
-  const family = isIP(address);
-  if (family === 4) return loopback.check(address, 'ipv4');
-  if (family === 6) return loopback.check(address, 'ipv6');
-  return false;
 }
 
 const claimCache = new WeakMap<Token, TokenClaims | undefined>();

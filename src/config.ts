@@ -6,12 +6,12 @@
  * variables alone describe one upstream, a file may list several.
  */
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { extname } from 'node:path';
 import convict from 'convict';
 import type { LevelWithSilent } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors.js';
+import { isLoopbackHost } from './loopback.js';
 import type { Config, UpstreamConfig } from './config-types.js';
 import { GLOBAL_SCHEMA, REQUIRED, UPSTREAM_KEYS, UPSTREAM_SCHEMA } from './config-schema.js';
 import type { GlobalKey, UpstreamKey } from './config-schema.js';
@@ -215,14 +215,6 @@ function loadUpstream(
     tokenTimeout: timeout,
     tokenDefaultLifetime: lifetime,
   };
-}
-
-/** Whether `host` (a URL hostname) names this machine's loopback. */
-export function isLoopbackHost(host: string): boolean {
-  const bare = host.replace(/^\[|\]$/g, '');
-  if (bare === 'localhost' || bare.endsWith('.localhost')) return true;
-  if (isIP(bare) === 4) return bare.startsWith('127.');
-  return bare === '::1';
 }
 
 /** Checks an https URL (http only towards loopback); returns it without a trailing slash. */

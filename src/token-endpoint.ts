@@ -12,6 +12,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import type { Clock } from './clock.js';
 import { ConfigError, TokenEndpointError } from './errors.js';
+import { isLoopbackHost } from './loopback.js';
 import { urlForLog } from './logger.js';
 import type { Logger } from './logger.js';
 import type { ClientAuth, Token } from './token.js';
@@ -107,7 +108,7 @@ export class TokenEndpointClient {
         ...(options.ca === undefined ? {} : { ca: [...rootCertificates, options.ca] }),
       })
       : new HttpAgent({ keepAlive: true });
-    if (!https && !isLoopback(url.hostname)) {
+    if (!https && !isLoopbackHost(url.hostname)) {
       this.#logger.warn({ url: this.#urlForLog },
         'the token endpoint URL is plain http: the client assertion and the access token travel unencrypted; use https');
     }
@@ -242,8 +243,4 @@ export class TokenEndpointClient {
       `${status} with more than ${this.#maxResponseBytes} bytes, far more than a token response: is ` +
       'LOGICNETS_TOKEN_URL the oauth2token endpoint?', { httpStatus: status, retryable: false });
   }
-}
-
-function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
