@@ -84,7 +84,7 @@ export class Metrics {
     });
     this.#retries = new Counter({
       name: 'logicnets_proxy_upstream_retries_total',
-      help: 'Requests resent to the upstream with a fresh token after a 401.',
+      help: 'Requests resent to the upstream: with a fresh token after a 401, or on a new connection after a reused one was reset.',
       labelNames: ['upstream'],
       registers,
     });
@@ -103,7 +103,7 @@ export class Metrics {
     children.duration.observe(seconds);
   }
 
-  /** Records that a request was resent to `upstream` (after a 401 with a fresh token). */
+  /** Records that a request was resent to `upstream` (after a 401 with a fresh token, or after a reset on a reused connection). */
   upstreamRetry(upstream: string): void {
     this.#for(upstream).retries.inc();
   }

@@ -6,12 +6,18 @@
  * when it can be replayed (no body, or a body of known length up to `retryBodyLimit`, kept while
  * it is sent the first time).
  *
- * Hot path (issue 5): routes, target URLs, per-route options and child loggers are built once;
- * a cached token is taken synchronously with `peek()`; the per-request state is one object.
+ * A request that fails on a reused keep-alive connection with `ECONNRESET` before any of the
+ * answer arrived (the upstream closed the idle connection as the request went out) is sent once
+ * more on a fresh connection when it can be replayed (Node's documented `reusedSocket` pattern).
+ *
+ * Hot path (issue 5): routes, target URLs, one `http-proxy-3` instance per route with its options
+ * and child loggers are built once; a cached token is taken synchronously with `peek()`; the
+ * per-request state is one object, and the listeners it needs are shared functions, not closures.
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Agent, AgentOptions, ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Readable } from 'node:stream';
@@ -22,7 +28,7 @@ import type { Config } from './config-types.js';
 import { ProxyError, TokenUnavailableError } from './errors.js';
 import { sendError, toProxyError, writeRawError } from './error-response.js';
 import { forwardRequestHeaders, forwardResponseHeaders, isLoop } from './header-rules.js';
-import { REDACTED_PATHS } from './logger.js';
+import { REDACTED_PATHS, RequestLog } from './logger.js';
 import type { Logger } from './logger.js';
 import { Router } from './router.js';
 import type { Route } from './router.js';
@@ -95,10 +101,14 @@ interface RouteState {
   readonly upstream: Route['upstream'];
   readonly name: string;
   readonly log: Logger;
+  /** The per-request `info` line, with the route's bindings. */
+  readonly requestLog: RequestLog;
   /** `Host` sent upstream. */
   readonly host: string;
-  /** Options given to `http-proxy-3` for this route (copied by it per call). */
-  readonly webOptions: HttpProxyOptions;
+  /** The `http-proxy-3` instance of this route: its target and agent are its own options. */
+  readonly proxy: HttpProxy;
+  /** A keep-alive-free twin of the route's agent (same TLS trust), for a resend after a reset; made on first use. */
+  freshAgent: Agent | undefined;
   /** The last token seen and its `Authorization` value, so the string is built once per token. */
   lastToken: Token | undefined;
   lastAuthorization: string;
@@ -110,6 +120,8 @@ class Exchange {
   readonly res: ServerResponse;
   readonly id: string;
   readonly startedAt: number;
+  /** Called once when the response closes (the owning proxy's bookkeeping). */
+  readonly finished: (exchange: Exchange) => void;
   state: RouteState | undefined = undefined;
   /** Normalised path and query sent upstream. */
   path = '';
@@ -117,7 +129,7 @@ class Exchange {
   outgoing: OutgoingHttpHeaders | undefined = undefined;
   /** The token of the current attempt. */
   token: Token | undefined = undefined;
-  /** Number of the live attempt (1, then 2 after a 401); callbacks of older attempts are ignored. */
+  /** Number of the live attempt (1, then 2 after a 401 or a reset); callbacks of older attempts are ignored. */
   attempt = 0;
   /**
    * The body kept for a resend (`EMPTY_BODY` when there is none), or undefined when the request
@@ -132,12 +144,17 @@ class Exchange {
   abort: AbortController | undefined = undefined;
   /** The upstream request of the live attempt, once http-proxy-3 made it. */
   proxyReq: ClientRequest | undefined = undefined;
+  /** The attempt whose upstream answer (status line and headers) has arrived. */
+  answeredAttempt = 0;
+  /** `UPSTREAM_TIMEOUT` in milliseconds. */
+  timeoutMs = 0;
 
-  constructor(req: IncomingMessage, res: ServerResponse, id: string, startedAt: number) {
+  constructor(req: IncomingMessage, res: ServerResponse, id: string, startedAt: number, finished: (exchange: Exchange) => void) {
     this.req = req;
     this.res = res;
     this.id = id;
     this.startedAt = startedAt;
+    this.finished = finished;
   }
 }
 
@@ -150,15 +167,51 @@ function exchangeOf(message: object): Exchange | undefined {
   return (message as ExchangeCarrier)[EXCHANGE];
 }
 
-/** Node's `'timeout'` listener of an upstream request: marks the attempt and aborts it. */
+/**
+ * Node's `'timeout'` listener of an upstream request (the connection was idle for
+ * `UPSTREAM_TIMEOUT`): marks the attempt and aborts it, unless the idleness is the client's doing
+ * (it stopped reading the response, so back-pressure holds the upstream): then it only looks again
+ * after another `UPSTREAM_TIMEOUT`.
+ */
 function onUpstreamTimeout(this: ClientRequest): void {
   const carrier = this as ClientRequest & ExchangeCarrier;
   const exchange = carrier[EXCHANGE];
+  if (exchange !== undefined && exchange.res.writableNeedDrain && !exchange.res.destroyed) {
+    this.setTimeout(exchange.timeoutMs, onUpstreamTimeout);
+    return;
+  }
   if (exchange !== undefined) exchange.timedOutAttempt = carrier[ATTEMPT] ?? 0;
   this.destroy();
 }
 
 function noop(): void {}
+
+/** The request's `'data'` listener while its body is kept for a resend. */
+function keepChunk(this: IncomingMessage, chunk: Buffer): void {
+  (exchangeOf(this)?.body as Buffer[] | undefined)?.push(chunk);
+}
+
+/**
+ * The upstream response's `'close'` listener: when it closes before it completed (the upstream
+ * connection broke mid-body), the client's response is cut too instead of hanging.
+ */
+function onUpstreamResponseClose(this: IncomingMessage): void {
+  if (this.complete) return;
+  const proxyReq = (this as IncomingMessage & { req?: ClientRequest }).req;
+  if (proxyReq !== undefined) exchangeOf(proxyReq)?.res.destroy();
+}
+
+/** The response's `'close'` listener (shared, so no closure per request). */
+function onResponseClose(this: ServerResponse): void {
+  const exchange = exchangeOf(this);
+  if (exchange !== undefined) exchange.finished(exchange);
+}
+
+/** A non-pooling agent with the same options (TLS trust included) as `agent`: every request gets a new connection. */
+function freshAgentLike(agent: Agent): Agent {
+  const options = { ...(agent as Agent & { options?: AgentOptions }).options, keepAlive: false };
+  return agent instanceof https.Agent ? new https.Agent(options) : new http.Agent(options);
+}
 
 function requestIdOf(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
@@ -188,9 +241,9 @@ function pathForLog(exchange: Exchange): string {
 
 class TokenProxy implements ProxyServer {
   readonly server: http.Server;
-  readonly #proxy: HttpProxy;
   readonly #router: Router<RouteState>;
   readonly #log: Logger;
+  readonly #requestLog: RequestLog;
   readonly #metrics: ProxyMetrics;
   readonly #clock: Clock;
   readonly #timeoutMs: number;
@@ -202,6 +255,7 @@ class TokenProxy implements ProxyServer {
 
   constructor(options: ProxyServerOptions) {
     this.#log = options.logger.child({ component: 'proxy' }, { redact: PROXY_REDACT });
+    this.#requestLog = new RequestLog(this.#log);
     this.#metrics = options.metrics;
     this.#clock = options.clock;
     this.#timeoutSeconds = options.config.upstreamTimeout;
@@ -210,16 +264,7 @@ class TokenProxy implements ProxyServer {
     this.#retryBodyLimit = options.config.retryBodyLimit;
     const states = options.routes.map((route) => this.#routeState(route));
     this.#router = new Router(states);
-    this.#warnSharedCompanies(states);
-
-    this.#proxy = new HttpProxy({ prependPath: false, toProxy: true, selfHandleResponse: true, xfwd: false });
-    this.#proxy.on('proxyReq', this.#onProxyReq);
-    this.#proxy.on('proxyRes', this.#onProxyRes);
-    // Every web() call passes its own error callback; this only catches what slips past it.
-    this.#proxy.on('error', (error, _req, res) => {
-      if (res instanceof http.ServerResponse) sendError(res, error, this.#log);
-      else res.destroy();
-    });
+    this.#noteSharedCompanies(states);
 
     this.server = http.createServer();
     this.server.on('request', this.#onRequest);
@@ -253,28 +298,38 @@ class TokenProxy implements ProxyServer {
 
   #routeState(route: Route): RouteState {
     const url = new URL(route.upstream.url);
+    const options: HttpProxyOptions = {
+      target: new URL(url.origin), agent: route.agent, prependPath: false, toProxy: true, selfHandleResponse: true, xfwd: false,
+    };
+    const proxy = new HttpProxy(options);
+    proxy.on('proxyReq', this.#onProxyReq);
+    proxy.on('proxyRes', this.#onProxyRes);
+    // Every web() call passes an error callback; this only catches what slips past it.
+    proxy.on('error', (error, _req, res) => {
+      if (res instanceof http.ServerResponse) sendError(res, error, this.#log);
+      else res.destroy();
+    });
+    const log = this.#log.child({ upstream: route.upstream.name });
     return {
       route,
       upstream: route.upstream,
       name: route.upstream.name,
-      log: this.#log.child({ upstream: route.upstream.name }),
+      log,
+      requestLog: new RequestLog(log),
       host: url.host,
-      webOptions: { target: new URL(url.origin), agent: route.agent },
+      proxy,
+      freshAgent: undefined,
       lastToken: undefined,
       lastAuthorization: '',
     };
   }
 
-  #warnSharedCompanies(states: readonly RouteState[]): void {
-    const seen = new Map<string, string>();
-    for (const state of states) {
-      const company = new URL(state.route.upstream.url).pathname.replace(/\/+$/, '') || '/';
-      const first = seen.get(company);
-      if (first === undefined) seen.set(company, state.name);
-      else {
-        this.#log.warn({ company, upstream: state.name, gatewayUpstream: first },
-          'two upstreams on different hosts share a company path: gateway-mode requests for it go to the first one; use forward-proxy mode (http://host/...) to reach the other');
-      }
+  #noteSharedCompanies(states: readonly RouteState[]): void {
+    for (const company of this.#router.sharedCompanies) {
+      const upstreams = states.filter((s) => new URL(s.upstream.url).pathname.replace(/\/+$/, '') === company).map((s) => s.name);
+      this.#log.info({ company: company === '' ? '/' : company, upstreams },
+        'upstreams on different hosts share a company path: gateway-mode requests for it go to the upstream their Host header names, '
+        + 'and are refused (400) when it names none; forward-proxy mode (http://host/...) names the host itself');
     }
   }
 
@@ -296,10 +351,11 @@ class TokenProxy implements ProxyServer {
 
   #handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
     this.#inFlight++;
-    const exchange = new Exchange(req, res, requestIdOf(req), this.#clock.now());
+    const exchange = new Exchange(req, res, requestIdOf(req), this.#clock.now(), this.#finished);
     exchange.expectContinue = expectContinue;
     (req as ExchangeCarrier)[EXCHANGE] = exchange;
-    res.once('close', () => this.#finish(exchange));
+    (res as ExchangeCarrier)[EXCHANGE] = exchange;
+    res.on('close', onResponseClose);
     if (this.#closing && !res.headersSent) res.setHeader('connection', 'close');
     try {
       this.#route(exchange);
@@ -312,7 +368,7 @@ class TokenProxy implements ProxyServer {
     const { req } = exchange;
     if (req.method === 'CONNECT') return this.#fail(exchange, CONNECT_REFUSED);
     if (req.headers.via !== undefined && isLoop(req.headers.via)) return this.#fail(exchange, LOOP_DETECTED);
-    const match = this.#router.match(req.url ?? '');
+    const match = this.#router.match(req.url ?? '', req.headers.host);
     if (match instanceof ProxyError) return this.#fail(exchange, match);
     const state = match.route;
     exchange.state = state;
@@ -352,7 +408,7 @@ class TokenProxy implements ProxyServer {
     this.#fail(exchange, failure);
   }
 
-  #forward(exchange: Exchange, token: Token, attempt: number): void {
+  #forward(exchange: Exchange, token: Token, attempt: number, fresh = false): void {
     const { req, res } = exchange;
     if (res.destroyed || res.writableEnded) return;
     const state = exchange.state as RouteState;
@@ -375,19 +431,28 @@ class TokenProxy implements ProxyServer {
     } else {
       exchange.outgoing.authorization = state.lastAuthorization;
     }
-    let options = state.webOptions;
-    if (attempt > 1) {
-      options = { ...state.webOptions, buffer: Readable.from(exchange.body ?? EMPTY_BODY) };
-    } else if (exchange.body !== undefined && exchange.body !== EMPTY_BODY) {
-      req.on('data', (chunk: Buffer) => (exchange.body as Buffer[] | undefined)?.push(chunk));
-    }
     if (exchange.expectContinue) {
       exchange.expectContinue = false;
       res.writeContinue();
     }
     state.log.trace({ requestId: exchange.id, attempt }, 'forwarding request');
-    this.#proxy.web(req, res, options, (error) => this.#upstreamFailed(exchange, attempt, error));
+    if (attempt === 1) {
+      if (exchange.body !== undefined && exchange.body !== EMPTY_BODY) req.on('data', keepChunk);
+      state.proxy.web(req, res, this.#onFirstAttemptError);
+      return;
+    }
+    const options: HttpProxyOptions = { buffer: Readable.from(exchange.body ?? EMPTY_BODY) };
+    if (fresh) options.agent = state.freshAgent ??= freshAgentLike(state.route.agent);
+    state.proxy.web(req, res, options, (error) => this.#upstreamFailed(exchange, attempt, error));
   }
+
+  /** The error callback of every first attempt (shared: the exchange is found from the request). */
+  readonly #onFirstAttemptError = (error: Error, req: IncomingMessage): void => {
+    const exchange = exchangeOf(req);
+    if (exchange !== undefined) this.#upstreamFailed(exchange, 1, error);
+  };
+
+  readonly #finished = (exchange: Exchange): void => this.#finish(exchange);
 
   /** http-proxy-3 created the upstream request: start its timeout. */
   readonly #onProxyReq = (proxyReq: ClientRequest, req: IncomingMessage): void => {
@@ -397,6 +462,7 @@ class TokenProxy implements ProxyServer {
     carrier[EXCHANGE] = exchange;
     carrier[ATTEMPT] = exchange.attempt;
     exchange.proxyReq = proxyReq;
+    exchange.timeoutMs = this.#timeoutMs;
     proxyReq.setTimeout(this.#timeoutMs, onUpstreamTimeout);
   };
 
@@ -407,6 +473,7 @@ class TokenProxy implements ProxyServer {
       proxyRes.resume();
       return;
     }
+    exchange.answeredAttempt = exchange.attempt;
     if (proxyRes.statusCode === 401 && exchange.attempt === 1 && exchange.body !== undefined && !res.destroyed) {
       this.#resend(exchange, proxyRes);
       return;
@@ -425,9 +492,7 @@ class TokenProxy implements ProxyServer {
       this.#fail(exchange, toProxyError(error, exchange.state?.name));
       return;
     }
-    proxyRes.once('close', () => {
-      if (!proxyRes.complete) res.destroy();
-    });
+    proxyRes.on('close', onUpstreamResponseClose);
     proxyRes.on('error', noop);
     proxyRes.pipe(res);
   };
@@ -435,27 +500,50 @@ class TokenProxy implements ProxyServer {
   /** A 401 for a replayable request: drop that token, take a fresh one, send once more. */
   #resend(exchange: Exchange, unauthorized: IncomingMessage): void {
     const state = exchange.state as RouteState;
-    const { req } = exchange;
     exchange.attempt = 2; // from here on, failures of the first attempt are ignored
     unauthorized.on('error', noop);
     unauthorized.resume();
     state.route.tokens.invalidate((exchange.token as Token).accessToken);
     this.#metrics.upstreamRetry(state.name);
     state.log.debug({ requestId: exchange.id }, 'the upstream answered 401: resending once with a fresh token');
+    this.#whenBodyKept(exchange, () => this.#withToken(exchange, 2));
+  }
+
+  /**
+   * The first attempt went out on a reused keep-alive connection that the upstream had closed
+   * (ECONNRESET before any answer): send it once more, with the same token, on a new connection.
+   */
+  #resendAfterReset(exchange: Exchange): void {
+    const state = exchange.state as RouteState;
+    exchange.attempt = 2;
+    this.#metrics.upstreamRetry(state.name);
+    state.log.debug({ requestId: exchange.id },
+      'the reused upstream connection was closed by the upstream before it answered: resending once on a new connection');
+    this.#whenBodyKept(exchange, () => this.#forward(exchange, exchange.token as Token, 2, true));
+  }
+
+  /** Runs `then` once the whole request body is kept for a resend (at once when it already is). */
+  #whenBodyKept(exchange: Exchange, then: () => void): void {
+    const { req } = exchange;
     if (req.readableEnded) {
-      this.#withToken(exchange, 2);
+      then();
       return;
     }
     // The body is still arriving: stop sending it to the first attempt, keep collecting it.
     req.unpipe();
     exchange.proxyReq?.destroy();
-    req.once('end', () => this.#withToken(exchange, 2));
+    req.once('end', then);
     req.resume();
   }
 
   #upstreamFailed(exchange: Exchange, attempt: number, error: unknown): void {
     // An older attempt's failure, or the client is gone (the request line in the log says so).
     if (attempt !== exchange.attempt || exchange.res.destroyed) return;
+    if (attempt === 1 && exchange.body !== undefined && exchange.answeredAttempt !== 1 && exchange.timedOutAttempt !== 1
+      && (error as { code?: unknown }).code === 'ECONNRESET' && exchange.proxyReq?.reusedSocket === true) {
+      this.#resendAfterReset(exchange);
+      return;
+    }
     const state = exchange.state as RouteState;
     const failure = exchange.timedOutAttempt === attempt
       ? new ProxyError('upstream_timeout',
@@ -471,19 +559,20 @@ class TokenProxy implements ProxyServer {
 
   #finish(exchange: Exchange): void {
     this.#inFlight--;
+    exchange.body = undefined;
     exchange.abort?.abort();
     const { res, state } = exchange;
     const durationMs = this.#clock.now() - exchange.startedAt;
     const completed = res.writableFinished;
     const status = res.headersSent ? res.statusCode : 499;
-    (state?.log ?? this.#log).info({
+    (state?.requestLog ?? this.#requestLog).write({
       requestId: exchange.id,
       method: exchange.req.method,
       path: pathForLog(exchange),
       status,
       durationMs,
-      aborted: completed ? undefined : true,
-    }, 'request');
+      aborted: !completed,
+    });
     this.#metrics.requestFinished(state?.name ?? NO_UPSTREAM, status, durationMs / 1000);
     if (this.#closing) setImmediate(() => this.server.closeIdleConnections());
   }

@@ -1,7 +1,10 @@
 /**
  * Which upstream a request goes to, and the path it is sent with. Requests come two ways:
  * - gateway mode, origin-form (`GET /logicnets/WebAPIExample/function_1`): the upstream whose
- *   company path prefixes the path; with a single upstream, that one;
+ *   company path prefixes the path; with a single upstream, that one. When the company is served
+ *   by several upstreams on different hosts, the request's `Host` header picks the one whose host
+ *   it names (a legacy app pointed at the sidecar through /etc/hosts sends the installation's
+ *   name); when it names none of them the request is refused (400), never guessed;
  * - forward-proxy mode, absolute-form (`GET http://lua5.logicnets.local/logicnets/...`, as clients
  *   using `HTTP_PROXY` send it): the upstream with that host (and port, when the request names
  *   one) whose company path prefixes the path. The scheme becomes the upstream's.
@@ -45,6 +48,8 @@ interface CompiledRoute<T> {
   /** Company path without a trailing slash; `''` when the upstream URL has none. */
   readonly company: string;
   readonly companySlash: string;
+  /** Another upstream (on another host) serves the same company: gateway mode looks at `Host`. */
+  shared: boolean;
 }
 
 const ABSOLUTE_FORM = /^(https?):\/\/([^/?#]*)([^?#]*)(\?[^#]*)?$/i;
@@ -82,6 +87,7 @@ function compile<T extends RouteTarget>(route: T): CompiledRoute<T> {
     port: url.port === '' ? defaultPort(url.protocol) : Number(url.port),
     company,
     companySlash: `${company}/`,
+    shared: false,
   };
 }
 
@@ -175,13 +181,27 @@ export function checkRoutesUnambiguous(upstreams: readonly Pick<UpstreamConfig, 
 export class Router<T extends RouteTarget = Route> {
   readonly #routes: readonly CompiledRoute<T>[];
   readonly #single: CompiledRoute<T> | undefined;
+  readonly #sharedCompanies = new Set<string>();
 
   constructor(routes: readonly T[]) {
     checkRoutesUnambiguous(routes.map((r) => r.upstream));
-    // Longest company first, so the most specific upstream wins; stable for equal lengths, so the
-    // first listed wins among equal companies on different hosts in gateway mode.
+    // Longest company first, so the most specific upstream wins (stable for equal lengths).
     this.#routes = routes.map((r) => compile(r)).sort((a, b) => b.company.length - a.company.length);
     this.#single = this.#routes.length === 1 ? this.#routes[0] : undefined;
+    const companies = new Set<string>();
+    for (const r of this.#routes) {
+      if (companies.has(r.company)) this.#sharedCompanies.add(r.company);
+      companies.add(r.company);
+    }
+    for (const r of this.#routes) r.shared = this.#sharedCompanies.has(r.company);
+  }
+
+  /**
+   * Company paths (`''` for the root) served by more than one upstream, on different hosts: in
+   * gateway mode such a request is routed by its `Host` header.
+   */
+  get sharedCompanies(): readonly string[] {
+    return [...this.#sharedCompanies];
   }
 
   /** The routes, longest company path first. */
@@ -191,11 +211,13 @@ export class Router<T extends RouteTarget = Route> {
 
   /**
    * Routes the request-target of a request line (`req.url`): returns the match, or a
-   * `ProxyError`: 400 `bad_request` for a target that cannot be understood or a path that would
-   * leave its company, 403 `destination_not_configured` when no upstream matches.
+   * `ProxyError`: 400 `bad_request` for a target that cannot be understood, a path that would
+   * leave its company, or a gateway-mode path whose company several upstreams serve while `host`
+   * (the request's `Host` header) names none of them; 403 `destination_not_configured` when no
+   * upstream matches. `host` is only read in that shared-company case.
    */
-  match(target: string): RouteMatch<T> | ProxyError {
-    if (target.charCodeAt(0) === 47 /* / */) return this.#matchGateway(target);
+  match(target: string, host?: string): RouteMatch<T> | ProxyError {
+    if (target.charCodeAt(0) === 47 /* / */) return this.#matchGateway(target, host);
     const absolute = ABSOLUTE_FORM.exec(target);
     if (absolute === null) {
       return badRequest('The request target is neither a path ("/company/...") nor an absolute http:// URL.');
@@ -203,13 +225,15 @@ export class Router<T extends RouteTarget = Route> {
     return this.#matchForward(absolute);
   }
 
-  #matchGateway(target: string): RouteMatch<T> | ProxyError {
+  #matchGateway(target: string, host: string | undefined): RouteMatch<T> | ProxyError {
     if (target.includes('#')) return badRequest('The request target contains a fragment ("#").');
     const q = target.indexOf('?');
     const rawPath = q === -1 ? target : target.slice(0, q);
     const path = normalisePath(rawPath);
     if (path instanceof ProxyError) return path;
-    const route = this.#pick(this.#routes, rawPath, path);
+    let route = this.#pick(this.#routes, rawPath, path);
+    if (route instanceof ProxyError) return route;
+    if (route?.shared === true) route = this.#byHost(route, path, host);
     if (route instanceof ProxyError) return route;
     if (route !== undefined) return { kind: 'gateway', route: route.route, path: path === rawPath ? target : path + target.slice(rawPath.length) };
     if (this.#single !== undefined) {
@@ -249,6 +273,21 @@ export class Router<T extends RouteTarget = Route> {
       return notConfigured(`The destination ${where} is outside the company paths configured for that host.`);
     }
     return { kind: 'forward', route: route.route, path: path + query };
+  }
+
+  /**
+   * Among the upstreams that serve `first`'s company (on different hosts), the one whose host
+   * name the `Host` header names (its port is ignored: it is the sidecar's, not the upstream's);
+   * a 400 naming them all when it names none.
+   */
+  #byHost(first: CompiledRoute<T>, path: string, host: string | undefined): CompiledRoute<T> | ProxyError {
+    const hostname = host === undefined ? undefined : AUTHORITY.exec(host)?.[1]?.toLowerCase();
+    const sharing = this.#routes.filter((r) => r.company === first.company);
+    const named = hostname === undefined ? undefined : sharing.find((r) => r.hostname === hostname);
+    if (named !== undefined) return named;
+    const names = sharing.map((r) => `"${r.route.upstream.name}" (${r.hostname})`).join(', ');
+    return badRequest(`The path ${path} matches the company path ${first.company === '' ? '/' : first.company} of several upstreams: ${names}. `
+      + 'Send the request in forward-proxy mode (http://<host>/... with the sidecar as HTTP proxy), or with a Host header naming the installation\'s host.');
   }
 
   /**

@@ -7,8 +7,9 @@ import net from 'node:net';
 import { promisify } from 'node:util';
 import { createProxyServer } from '../src/proxy-server.js';
 import { ConfigError } from '../src/errors.js';
+import { createUpstreamAgent } from '../src/upstream-stack.js';
 import { startEchoUpstream, generatedStream, generatedSha256 } from './helpers/echo-upstream.js';
-import type { EchoUpstream } from './helpers/echo-upstream.js';
+import type { EchoUpstream, EchoUpstreamOptions } from './helpers/echo-upstream.js';
 import { RecordingMetrics, send, startHarness, upstreamConfig } from './helpers/proxy-harness.js';
 import type { Harness } from './helpers/proxy-harness.js';
 import { StaticTokenSource, unavailable } from './helpers/static-token-source.js';
@@ -181,6 +182,38 @@ describe('several upstreams', () => {
     assert.equal(wrongHost.status, 403);
   });
 
+  test('one company on two hosts: gateway mode follows the Host header, and refuses a Host naming neither', async () => {
+    const second = await startEchoUpstream({ tls: { cert: pki.serverCertPem, key: pki.serverKeyPem } });
+    cleanups.push(() => second.close());
+    const h = await startHarness([
+      { name: 'lua5', url: `https://localhost:${upstream.port}/logicnets`, tokens: new StaticTokenSource('tok-lua5'), ca: pki.caCertPem },
+      { name: 'lua6', url: `https://127.0.0.1:${second.port}/logicnets`, tokens: new StaticTokenSource('tok-lua6'), ca: pki.caCertPem },
+    ]);
+    cleanups.push(() => h.close());
+    const info = h.sink.entries().find((e) => String(e.msg).includes('share a company path'));
+    assert.deepEqual(info?.upstreams, ['lua5', 'lua6']);
+    // A legacy app pointed at the sidecar through /etc/hosts names the installation (and the sidecar's port).
+    const five = await send(h.port, '/logicnets/api/x?q=1', { headers: { host: 'LOCALHOST:8080' } });
+    assert.equal(five.status, 200);
+    assert.equal(five.json<Echo>().headers.authorization, 'Bearer tok-lua5');
+    assert.equal(five.json<Echo>().headers.host, `localhost:${upstream.port}`);
+    assert.equal(five.json<Echo>().url, '/logicnets/api/x?q=1');
+    const six = await send(h.port, '/logicnets/api/y', { headers: { host: '127.0.0.1:8080' } });
+    assert.equal(six.status, 200);
+    assert.equal(six.json<Echo>().headers.authorization, 'Bearer tok-lua6');
+    const reached = second.requests.length + upstream.requests.length;
+    const neither = await send(h.port, '/logicnets/api/z', { headers: { host: 'sidecar.local:8080' } });
+    assert.equal(neither.status, 400);
+    assert.equal(neither.json().error, 'bad_request');
+    assert.match(String(neither.json().message), /several upstreams: "lua5" \(localhost\), "lua6" \(127\.0\.0\.1\)/);
+    assert.match(String(neither.json().message), /forward-proxy mode/);
+    assert.match(String(neither.headers['proxy-status']), /error=http_request_error/);
+    assert.equal(second.requests.length + upstream.requests.length, reached, 'a refused request reaches no upstream');
+    // Forward-proxy mode names the host itself, whatever the Host header says.
+    const forward = await send(h.port, `http://127.0.0.1:${second.port}/logicnets/api/w`, { headers: { host: 'sidecar.local:8080' } });
+    assert.equal(forward.json<Echo>().headers.authorization, 'Bearer tok-lua6');
+  });
+
   test('an ambiguous configuration is refused', () => {
     const tokens = new StaticTokenSource('t');
     assert.throws(() => createProxyServer({
@@ -193,6 +226,73 @@ describe('several upstreams', () => {
       metrics: new RecordingMetrics(),
       clock: new ManualClock(),
     }), (error: unknown) => error instanceof ConfigError && /"a".*"b"/.test(error.message));
+  });
+});
+
+describe('reused keep-alive connections the upstream closed', () => {
+  /** A plain-HTTP upstream with `options`, and a proxy in front using the sidecar's real upstream agent. */
+  async function withUpstream(options: EchoUpstreamOptions, idleTimeoutMs?: number): Promise<{ up: EchoUpstream; h: Harness }> {
+    const up = await startEchoUpstream(options);
+    cleanups.push(() => up.close());
+    const url = `${up.origin}/co`;
+    const h = await startHarness([{ name: 'co', url, tokens: new StaticTokenSource('tok-1'), agent: createUpstreamAgent(url, undefined, { idleTimeoutMs }) }]);
+    cleanups.push(() => h.close());
+    return { up, h };
+  }
+
+  test('a request reset on a reused connection before any answer is resent once on a new connection, body intact', async () => {
+    const { up, h } = await withUpstream({ dropReusedConnections: true });
+    assert.equal((await send(h.port, '/co/first')).status, 200);
+    const again = await send(h.port, '/co/second?x=1');
+    assert.equal(again.status, 200);
+    assert.equal(again.json<Echo>().url, '/co/second?x=1');
+    assert.equal(again.json<Echo>().headers.authorization, 'Bearer tok-1');
+    // A POST with a body of known length, on a reused connection again.
+    assert.equal((await send(h.port, '/co/third')).status, 200);
+    const body = Buffer.alloc(200_000, 7);
+    const post = await send(h.port, '/co/upload', { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+    assert.equal(post.status, 200);
+    assert.equal(post.json<Echo>().bodyBytes, body.length);
+    assert.equal(post.json<Echo>().bodySha256, sha256(body));
+    assert.equal(up.dropped(), 2);
+    assert.deepEqual(h.metrics.retries, ['co', 'co']);
+    assert.deepEqual(h.metrics.finished.map((f) => f.code), [200, 200, 200, 200]);
+    const resends = h.sink.entries().filter((e) => String(e.msg).includes('resending once on a new connection'));
+    assert.equal(resends.length, 2);
+  });
+
+  test('a body of unknown length cannot be replayed: the reset is answered 502, not resent', async () => {
+    const { up, h } = await withUpstream({ dropReusedConnections: true });
+    assert.equal((await send(h.port, '/co/first')).status, 200);
+    const res = await send(h.port, '/co/chunked', { method: 'POST', body: generatedStream(10_000) });
+    assert.equal(res.status, 502);
+    assert.equal(res.json().error, 'upstream_reset');
+    assert.match(String(res.headers['proxy-status']), /error=connection_terminated/);
+    assert.equal(up.dropped(), 1);
+    assert.deepEqual(h.metrics.retries, []);
+  });
+
+  test('an upstream closing idle connections after 50 ms without a Keep-Alive hint: requests spaced around it all succeed', async () => {
+    const { up, h } = await withUpstream({ idleCloseMs: 50 });
+    const gaps = [0, 45, 48, 50, 52, 55, 49, 51, 47, 53, 50, 50, 46, 54, 50, 50];
+    const statuses: number[] = [];
+    for (const gap of gaps) {
+      await new Promise((resolve) => setTimeout(resolve, gap));
+      statuses.push((await send(h.port, `/co/spaced/${gap}`)).status);
+    }
+    assert.deepEqual(statuses, gaps.map(() => 200));
+    assert.equal(up.requests.length, gaps.length);
+  });
+
+  test('idle pooled connections are closed after the idle timeout; a slower answer on a reused one is not cut', async () => {
+    const { up, h } = await withUpstream({}, 60);
+    assert.equal((await send(h.port, '/co/warm')).status, 200);
+    // The pooled connection is reused for an answer that takes longer than the idle timeout.
+    const slow = await send(h.port, '/co/_delay?ms=250');
+    assert.equal(slow.status, 200);
+    assert.equal(slow.json().delayed, true);
+    assert.equal(up.connections(), 1);
+    await waitUntil(() => up.openConnections() === 0, 'the idle pooled connection is closed by the sidecar');
   });
 });
 
@@ -524,6 +624,48 @@ describe('streaming', () => {
     assert.equal(status, 200);
     assert.equal(bytes, SIZE);
     assert.equal(hash.digest('hex'), generatedSha256(SIZE, 5));
+  });
+
+  test('a client that stops reading for longer than UPSTREAM_TIMEOUT still gets the whole download', async () => {
+    const h = await single(undefined, { upstreamTimeout: 0.2 });
+    const bytes = 64 * 1024 * 1024;
+    const hash = createHash('sha256');
+    let received = 0;
+    const sent = upstream.requests.length;
+    const status = await new Promise<number>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: h.port, path: `/co/_download?bytes=${bytes}&seed=9`, agent: false }, (res) => {
+        res.once('data', () => {
+          // Stop reading: back-pressure stalls the upstream connection far longer than UPSTREAM_TIMEOUT.
+          res.pause();
+          setTimeout(() => res.resume(), 1000);
+        });
+        res.on('data', (chunk: Buffer) => { received += chunk.length; hash.update(chunk); });
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      }).on('error', reject);
+    });
+    assert.equal(status, 200);
+    assert.equal(received, bytes);
+    assert.equal(hash.digest('hex'), generatedSha256(bytes, 9));
+    assert.equal(upstream.requests.length, sent + 1);
+  });
+
+  test('an upstream connection that breaks mid-body cuts the client\'s response instead of leaving it hanging', async () => {
+    const h = await single();
+    const outcome = await new Promise<string>((resolve) => {
+      // A bounded wait: a response left hanging is the failure this test looks for.
+      setTimeout(() => resolve('still hanging after 5 s'), 5000).unref();
+      http.get({ host: '127.0.0.1', port: h.port, path: '/co/_break', agent: false }, (res) => {
+        let bytes = 0;
+        res.on('data', (chunk: Buffer) => { bytes += chunk.length; });
+        res.on('end', () => resolve(`ended after ${bytes} bytes`));
+        res.on('error', () => resolve(res.statusCode === 200 && bytes < 4 * 64 * 1024 ? 'cut' : `error after ${bytes} bytes`));
+        res.on('close', () => setImmediate(() => resolve(res.complete ? 'complete' : 'cut')));
+      }).on('error', () => resolve('request error'));
+    });
+    assert.equal(outcome, 'cut');
+    await waitUntil(() => h.proxy.inFlight() === 0, 'the request is finished');
+    assert.equal(h.metrics.finished.length, 1);
   });
 
   test('a client aborting mid-download closes the upstream request; nothing stays in flight', async () => {

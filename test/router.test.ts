@@ -85,10 +85,29 @@ describe('gateway mode', () => {
     assert.equal(ok(r.match('/x')).route.upstream.name, 'root');
   });
 
-  test('the same company on two hosts: gateway requests go to the first listed', () => {
-    const r = new Router([route('first', 'https://a.example/co'), route('second', 'https://b.example/co')]);
-    assert.equal(ok(r.match('/co/x')).route.upstream.name, 'first');
+  test('the same company on two hosts: the Host header picks the upstream, whatever its port', () => {
+    const r = new Router([route('first', 'https://a.example/co'), route('second', 'https://B.example:8443/co'), route('other', 'https://c.example/x')]);
+    assert.deepEqual(r.sharedCompanies, ['/co']);
+    assert.equal(ok(r.match('/co/x', 'a.example')).route.upstream.name, 'first');
+    assert.equal(ok(r.match('/co/x?q=1', 'b.EXAMPLE:8080')).route.upstream.name, 'second');
+    assert.equal(ok(r.match('/co/x?q=1', 'b.example:8080')).path, '/co/x?q=1');
     assert.equal(ok(r.match('http://b.example/co/x')).route.upstream.name, 'second');
+    // A company served by one upstream ignores Host, as before.
+    assert.equal(ok(r.match('/x/y', 'a.example')).route.upstream.name, 'other');
+  });
+
+  test('the same company on two hosts and a Host naming neither: 400 naming both upstreams', () => {
+    const r = new Router([route('first', 'https://a.example/co'), route('second', 'https://b.example/co')]);
+    for (const host of ['127.0.0.1:8080', undefined, 'c.example', '']) {
+      const error = refused(r.match('/co/x', host), 'bad_request', 400);
+      assert.match(error.message, /several upstreams/);
+      assert.match(error.message, /"first" \(a\.example\)/);
+      assert.match(error.message, /"second" \(b\.example\)/);
+      assert.match(error.message, /forward-proxy mode/);
+      assert.match(error.message, /Host header/);
+    }
+    refused(r.match('/other', 'a.example'), 'destination_not_configured', 403);
+    assert.deepEqual(new Router([route('a', 'https://a.example/co')]).sharedCompanies, []);
   });
 });
 

@@ -70,9 +70,9 @@ async function sidecarFor(file: string, upstreams: Record<string, unknown>[]): P
 }
 
 /** Sends `target` through the sidecar and checks it reached `emulator` as `user` with a token `emulator` issued. */
-async function reaches(sidecar: E2eSidecar, target: string, emulator: Emulator, user: ServerUser, host: string): Promise<void> {
+async function reaches(sidecar: E2eSidecar, target: string, emulator: Emulator, user: ServerUser, host: string, headers?: Record<string, string>): Promise<void> {
   const apiBefore = emulator.stats.apiRequests;
-  const reply = await call(sidecar.proxyPort, target);
+  const reply = await call(sidecar.proxyPort, target, { headers });
   assert.equal(reply.status, 200, `${target}: ${reply.body.toString()}`);
   const echo = reply.json<Echo>();
   assert.equal(echo.company, new URL(emulator.url).pathname.slice(1), target);
@@ -140,7 +140,7 @@ describe('two hosts', () => {
     }
   });
 
-  test('the same company on two hosts: forward-proxy mode tells them apart by host', async () => {
+  test('the same company on two hosts: forward mode goes by the URL\'s host, gateway mode by the Host header', async () => {
     const sidecar = await sidecarFor('same-company.yaml', [
       entry('first', logicnets, logicnetsUser, 'localhost', 'GET'),
       entry('second', other, otherUser, '127.0.0.1', 'GET'),
@@ -148,8 +148,16 @@ describe('two hosts', () => {
     try {
       await reaches(sidecar, `http://localhost:${logicnets.port}/logicnets/_echo`, logicnets, logicnetsUser, 'localhost');
       await reaches(sidecar, `http://127.0.0.1:${other.port}/logicnets/_echo`, other, otherUser, '127.0.0.1');
-      // Gateway mode cannot tell them apart: the first listed serves it (a warning says so at start-up).
-      await reaches(sidecar, '/logicnets/_echo', logicnets, logicnetsUser, 'localhost');
+      // Gateway mode goes by the Host header (a legacy app pointed at the sidecar through /etc/hosts
+      // sends the installation's name); a Host naming neither is refused, never guessed.
+      await reaches(sidecar, '/logicnets/_echo', logicnets, logicnetsUser, 'localhost', { host: `localhost:${sidecar.proxyPort}` });
+      await reaches(sidecar, '/logicnets/_echo', other, otherUser, '127.0.0.1', { host: `127.0.0.1:${sidecar.proxyPort}` });
+      const apiBefore = logicnets.stats.apiRequests + other.stats.apiRequests;
+      const unnamed = await call(sidecar.proxyPort, '/logicnets/_echo', { headers: { host: 'sidecar.internal:8080' } });
+      assert.equal(unnamed.status, 400);
+      assert.equal(unnamed.json<{ error: string }>().error, 'bad_request');
+      assert.match(unnamed.json<{ message: string }>().message, /several upstreams.*"first".*"second"/);
+      assert.equal(logicnets.stats.apiRequests + other.stats.apiRequests, apiBefore, 'neither installation was called');
     } finally {
       await sidecar.close();
     }

@@ -39,6 +39,8 @@ export interface HarnessRoute {
   tokens: StaticTokenSource;
   /** CA to trust for an https URL. */
   ca?: string;
+  /** The upstream agent to use instead of a plain keep-alive one (destroyed by `close()` too). */
+  agent?: http.Agent;
 }
 
 /** A proxy under test on 127.0.0.1 with a trace-level log sink and recorded metrics. */
@@ -60,9 +62,9 @@ export async function startHarness(
   const sink = makeLogSink('trace');
   const metrics = new RecordingMetrics();
   const clock = new ManualClock();
-  const agents = routes.map((r) => r.url.startsWith('https:')
+  const agents = routes.map((r) => r.agent ?? (r.url.startsWith('https:')
     ? new https.Agent({ keepAlive: true, ca: r.ca })
-    : new http.Agent({ keepAlive: true }));
+    : new http.Agent({ keepAlive: true })));
   const proxy = createProxyServer({
     config: { upstreamTimeout: config.upstreamTimeout ?? 10, xForwarded: config.xForwarded ?? false, retryBodyLimit: config.retryBodyLimit ?? 1024 * 1024 },
     routes: routes.map((r, i) => ({ upstream: upstreamConfig(r.name, r.url), tokens: r.tokens, agent: agents[i] as http.Agent })),
