@@ -32,6 +32,51 @@ export interface DrainTarget {
   readonly close?: () => Promise<void>;
 }
 
+const LIST = Symbol('lifecycle.list');
+const INDEX = Symbol('lifecycle.index');
+type Tracked = ServerResponse & { [LIST]?: ResponseList; [INDEX]?: number };
+
+/**
+ * The responses in flight on one server: an array with each response's index kept on the
+ * response, so adding and removing are O(1) without a hash table. On the request path of every
+ * proxied request, a `Set` here made V8 promote about 2 MB per young-generation GC under load
+ * (issue 5's profile: ~20 µs a request and most of the RSS growth).
+ */
+class ResponseList {
+  readonly #items: Tracked[] = [];
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  add(res: Tracked): void {
+    res[LIST] = this;
+    res[INDEX] = this.#items.length;
+    this.#items.push(res);
+  }
+
+  delete(res: Tracked): void {
+    const index = res[INDEX];
+    if (index === undefined || this.#items[index] !== res) return;
+    const last = this.#items.pop() as Tracked;
+    if (last !== res) {
+      this.#items[index] = last;
+      last[INDEX] = index;
+    }
+    res[INDEX] = undefined;
+    res[LIST] = undefined;
+  }
+
+  [Symbol.iterator](): Iterator<Tracked> {
+    return [...this.#items][Symbol.iterator]();
+  }
+}
+
+/** The `'close'` listener of every tracked response: one shared function, no closure per request. */
+function untrack(this: Tracked): void {
+  this[LIST]?.delete(this);
+}
+
 /**
  * The process's shutdown state machine. `draining` turns true the moment `shutdown()` is first
  * called and never back. `shutdown()` runs once: later calls return the same promise, so a second
@@ -43,7 +88,7 @@ export class Lifecycle {
   readonly #logger: Logger;
   readonly #delayMs: number;
   readonly #timeoutMs: number;
-  readonly #inFlight = new Map<Server, Set<ServerResponse>>();
+  readonly #inFlight = new Map<Server, ResponseList>();
   #draining = false;
   #closed = false;
   #done: Promise<void> | undefined;
@@ -68,11 +113,11 @@ export class Lifecycle {
    */
   track(server: Server): void {
     if (this.#inFlight.has(server)) return;
-    const responses = new Set<ServerResponse>();
+    const responses = new ResponseList();
     this.#inFlight.set(server, responses);
     server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
       responses.add(res);
-      res.once('close', () => responses.delete(res));
+      res.once('close', untrack);
       if (this.#closed) {
         if (!res.headersSent) res.setHeader('Connection', 'close');
         // The connection turns idle once this response is done: close it then, not at the next sweep.

@@ -21,7 +21,11 @@ export const REDACTED_PATHS: readonly string[] = [
 /** The `level` field as `createLogger`'s formatter writes it; `RequestLog` writes the same. */
 const LEVEL_FIELD = (label: string): { level: string } => ({ level: label });
 
-/** Options for `createLogger`. `destination` defaults to stdout (asynchronous writes). */
+/**
+ * Options for `createLogger`. `destination` defaults to stdout with asynchronous writes and no
+ * batching threshold: a quiet sidecar's lines appear at once (`kubectl logs`), and lines written
+ * while a write is under way go out together.
+ */
 export interface LoggerOptions {
   level: LevelWithSilent;
   destination?: DestinationStream;
@@ -30,7 +34,7 @@ export interface LoggerOptions {
 
 /** Builds the root logger. Child loggers inherit its redaction. */
 export function createLogger(options: LoggerOptions): Logger {
-  const destination = options.destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  const destination = options.destination ?? pino.destination({ dest: 1, sync: false });
   return pino(
     {
       name: options.name ?? 'logicnets-token-proxy',

@@ -1,7 +1,8 @@
 /**
  * Which upstream a request goes to, and the path it is sent with. Requests come two ways:
  * - gateway mode, origin-form (`GET /logicnets/WebAPIExample/function_1`): the upstream whose
- *   company path prefixes the path; with a single upstream, that one. When the company is served
+ *   company path prefixes the path (also with a single upstream: a token never leaves its company
+ *   path, so `/elsewhere` is refused like `/logicnets/../elsewhere`). When the company is served
  *   by several upstreams on different hosts, the request's `Host` header picks the one whose host
  *   it names (a legacy app pointed at the sidecar through /etc/hosts sends the installation's
  *   name); when it names none of them the request is refused (400), never guessed;
@@ -180,14 +181,12 @@ export function checkRoutesUnambiguous(upstreams: readonly Pick<UpstreamConfig, 
  */
 export class Router<T extends RouteTarget = Route> {
   readonly #routes: readonly CompiledRoute<T>[];
-  readonly #single: CompiledRoute<T> | undefined;
   readonly #sharedCompanies = new Set<string>();
 
   constructor(routes: readonly T[]) {
     checkRoutesUnambiguous(routes.map((r) => r.upstream));
     // Longest company first, so the most specific upstream wins (stable for equal lengths).
     this.#routes = routes.map((r) => compile(r)).sort((a, b) => b.company.length - a.company.length);
-    this.#single = this.#routes.length === 1 ? this.#routes[0] : undefined;
     const companies = new Set<string>();
     for (const r of this.#routes) {
       if (companies.has(r.company)) this.#sharedCompanies.add(r.company);
@@ -236,9 +235,6 @@ export class Router<T extends RouteTarget = Route> {
     if (route?.shared === true) route = this.#byHost(route, path, host);
     if (route instanceof ProxyError) return route;
     if (route !== undefined) return { kind: 'gateway', route: route.route, path: path === rawPath ? target : path + target.slice(rawPath.length) };
-    if (this.#single !== undefined) {
-      return { kind: 'gateway', route: this.#single.route, path: path === rawPath ? target : path + target.slice(rawPath.length) };
-    }
     return notConfigured(`No upstream is configured for the path ${path}; configured company paths are ${this.#companies()}.`);
   }
 

@@ -9,10 +9,10 @@
  */
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { rootCertificates } from 'node:tls';
 import type { Clock } from './clock.js';
 import { ConfigError, TokenEndpointError } from './errors.js';
 import { isLoopbackHost } from './loopback.js';
+import { trustedSecureContext } from './tls-trust.js';
 import { urlForLog } from './logger.js';
 import type { Logger } from './logger.js';
 import type { ClientAuth, Token } from './token.js';
@@ -105,7 +105,7 @@ export class TokenEndpointClient {
       ? new HttpsAgent({
         keepAlive: true,
         rejectUnauthorized: true,
-        ...(options.ca === undefined ? {} : { ca: [...rootCertificates, options.ca] }),
+        secureContext: trustedSecureContext(options.ca),
       })
       : new HttpAgent({ keepAlive: true });
     if (!https && !isLoopbackHost(url.hostname)) {

@@ -7,12 +7,12 @@ import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
-import { rootCertificates } from 'node:tls';
 import { privateKeyJwt } from './assertion.js';
 import type { Clock } from './clock.js';
 import type { UpstreamConfig } from './config-types.js';
 import { KeySource } from './key-source.js';
 import type { Logger } from './logger.js';
+import { trustedSecureContext } from './tls-trust.js';
 import { TokenEndpointClient } from './token-endpoint.js';
 import { CachingTokenSource } from './token-source.js';
 import type { TokenSourceObserver } from './token-source.js';
@@ -62,7 +62,7 @@ export interface UpstreamAgentOptions {
 export function createUpstreamAgent(url: string, ca: string | undefined, options: UpstreamAgentOptions = {}): HttpAgent | HttpsAgent {
   const agentOptions = { keepAlive: true, maxFreeSockets: options.maxFreeSockets ?? 256, scheduling: 'lifo' as const };
   const agent = url.startsWith('https:')
-    ? new HttpsAgent({ ...agentOptions, ca: ca === undefined ? undefined : [...rootCertificates, ca] })
+    ? new HttpsAgent({ ...agentOptions, secureContext: trustedSecureContext(ca) })
     : new HttpAgent(agentOptions);
   const idleMs = options.idleTimeoutMs ?? IDLE_CONNECTION_TIMEOUT_MS;
   // Node's agent has no idle timeout of its own for free sockets (its `timeout` option also applies

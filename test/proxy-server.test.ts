@@ -79,11 +79,15 @@ describe('gateway mode', () => {
     assert.match(String(line?.requestId), /^[0-9a-f-]{36}$/);
   });
 
-  test('with one upstream, a path outside its company still goes to it, unchanged', async () => {
-    const h = await single();
+  // Regression: with one upstream, gateway mode forwarded any path, so a token reached paths
+  // outside the company that `/co/../elsewhere` could not reach; both are refused now.
+  test('with one upstream, a path outside its company is refused and gets no token', async () => {
+    const tokens = new StaticTokenSource('tok-1');
+    const h = await single(tokens);
     const res = await send(h.port, '/elsewhere/x?y=1');
-    assert.equal(res.status, 200);
-    assert.equal(res.json<Echo>().url, '/elsewhere/x?y=1');
+    assert.equal(res.status, 403);
+    assert.equal(res.json<{ error: string }>().error, 'destination_not_configured');
+    assert.equal(tokens.tokenCalls + tokens.peekCalls, 0, 'the token source was never asked');
   });
 
   test('waits for the token source when no token is cached', async () => {
