@@ -262,16 +262,39 @@ function checkReadableFile(file: string, name: string, problems: string[]): bool
 function checkUniqueAndUnambiguous(upstreams: readonly UpstreamConfig[], problems: string[]): void {
   for (let i = 0; i < upstreams.length; i++) {
     for (let j = i + 1; j < upstreams.length; j++) {
-      const a = upstreams[i]!;
-      const b = upstreams[j]!;
-      if (a.name === b.name) problems.push(`upstreams[${j}].name: "${b.name}" is used by upstreams[${i}] too; names must be unique`);
-      const ua = new URL(a.url);
-      const ub = new URL(b.url);
-      const pa = `${ua.pathname}/`;
-      const pb = `${ub.pathname}/`;
-      if (ua.hostname === ub.hostname && (pa.startsWith(pb) || pb.startsWith(pa))) {
-        problems.push(`upstreams[${i}] (${a.url}) and upstreams[${j}] (${b.url}): ambiguous, a request for ${ua.hostname}${pa.length > pb.length ? ua.pathname : ub.pathname} would match both; give each upstream its own host or company path`);
+      if (upstreams[i]!.name === upstreams[j]!.name) {
+        problems.push(`upstreams[${j}].name: "${upstreams[j]!.name}" is used by upstreams[${i}] too; names must be unique`);
       }
     }
   }
+  for (const [i, j] of overlappingUpstreams(upstreams.map((u) => u.url))) {
+    problems.push(`upstreams[${i}] (${upstreams[i]!.url}) and upstreams[${j}] (${upstreams[j]!.url}): ambiguous, a request for the same host and company path would match both; give each upstream its own host or company path`);
+  }
+}
+
+/**
+ * The pairs of upstream URLs (by index, `i < j`) that one request could match: the same host name
+ * (whatever the ports: a forward-proxy request may name no port) and company paths where one
+ * prefixes the other on a segment boundary. The one ambiguity rule, used at start-up and by the
+ * router. URLs that do not parse are skipped (they are reported on their own).
+ */
+export function overlappingUpstreams(urls: readonly string[]): [number, number][] {
+  const parsed = urls.map((url) => {
+    try {
+      const u = new URL(url);
+      return { hostname: u.hostname, companySlash: `${u.pathname.replace(/\/+$/, '')}/` };
+    } catch {
+      return undefined;
+    }
+  });
+  const pairs: [number, number][] = [];
+  for (let i = 0; i < parsed.length; i++) {
+    for (let j = i + 1; j < parsed.length; j++) {
+      const a = parsed[i];
+      const b = parsed[j];
+      if (a === undefined || b === undefined || a.hostname !== b.hostname) continue;
+      if (a.companySlash.startsWith(b.companySlash) || b.companySlash.startsWith(a.companySlash)) pairs.push([i, j]);
+    }
+  }
+  return pairs;
 }

@@ -13,6 +13,7 @@
  * out of a company path: what is matched is exactly what is sent.
  */
 import type { Agent } from 'node:http';
+import { overlappingUpstreams } from './config.js';
 import type { UpstreamConfig } from './config-types.js';
 import { ConfigError, ProxyError } from './errors.js';
 import type { CachedTokenSource } from './token.js';
@@ -144,32 +145,24 @@ export function normalisePath(path: string): string | ProxyError {
 }
 
 /**
- * Refuses configurations in which two upstreams could match the same request: the same host name
- * (whatever the ports: a forward-proxy request may name no port) and company paths where one
- * prefixes the other on a segment boundary. Throws a `ConfigError` naming both upstreams.
+ * Refuses configurations in which two upstreams could match the same request (the rule is
+ * `overlappingUpstreams` of the config loader, so start-up and routing cannot disagree), and URLs
+ * that do not parse. Throws a `ConfigError` naming the upstreams.
  */
 export function checkRoutesUnambiguous(upstreams: readonly Pick<UpstreamConfig, 'name' | 'url'>[]): void {
   const problems: string[] = [];
-  const compiled: CompiledRoute<RouteTarget>[] = [];
   for (const upstream of upstreams) {
     try {
-      compiled.push(compile({ upstream }));
+      compile({ upstream });
     } catch {
       problems.push(`upstream "${upstream.name}": url ${JSON.stringify(upstream.url)} is not a valid http(s) URL`);
     }
   }
-  for (let i = 0; i < compiled.length; i++) {
-    for (let j = i + 1; j < compiled.length; j++) {
-      const a = compiled[i] as CompiledRoute<RouteTarget>;
-      const b = compiled[j] as CompiledRoute<RouteTarget>;
-      if (a.hostname !== b.hostname) continue;
-      if (a.companySlash.startsWith(b.companySlash) || b.companySlash.startsWith(a.companySlash)) {
-        const ua = a.route.upstream;
-        const ub = b.route.upstream;
-        problems.push(`upstreams "${ua.name}" (${ua.url}) and "${ub.name}" (${ub.url}) are ambiguous: `
-          + 'a request for the same host and company path would match both; give each upstream its own host or company path');
-      }
-    }
+  for (const [i, j] of overlappingUpstreams(upstreams.map((u) => u.url))) {
+    const ua = upstreams[i] as Pick<UpstreamConfig, 'name' | 'url'>;
+    const ub = upstreams[j] as Pick<UpstreamConfig, 'name' | 'url'>;
+    problems.push(`upstreams "${ua.name}" (${ua.url}) and "${ub.name}" (${ub.url}) are ambiguous: `
+      + 'a request for the same host and company path would match both; give each upstream its own host or company path');
   }
   if (problems.length > 0) throw new ConfigError(problems);
 }
