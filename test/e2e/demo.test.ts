@@ -4,11 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { startDemo } from '../../src/demo.js';
 import { startCliProcess, waitFor } from '../helpers/cli.js';
-import { call } from '../helpers/e2e-stack.js';
+import { call, refused } from '../helpers/e2e-stack.js';
 
 const hasCurl = spawnSync('curl', ['--version'], { stdio: 'ignore' }).status === 0;
 
@@ -61,16 +60,6 @@ function expectations(lines: readonly string[], emulatorOrigin: string): { curl:
   });
 }
 
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
-  });
-}
 
 function demoDirs(): string[] {
   return readdirSync(tmpdir()).filter((name) => name.startsWith('logicnets-token-proxy-demo-'));

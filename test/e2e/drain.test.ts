@@ -3,10 +3,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
 import type { Emulator } from '../../src/emulator.js';
 import { startCliProcess, waitFor } from '../helpers/cli.js';
-import { call, freePorts, makeServerUser, makeWorkDir, sidecarEnv, startE2eEmulator } from '../helpers/e2e-stack.js';
+import { call, freePorts, makeServerUser, makeWorkDir, refused, sidecarEnv, startE2eEmulator } from '../helpers/e2e-stack.js';
 import type { Reply } from '../helpers/e2e-stack.js';
 import { makeTestPki } from '../helpers/tls.js';
 import type { TestPki } from '../helpers/tls.js';
@@ -25,17 +24,6 @@ after(() => {
   dir.cleanup();
 });
 
-/** Resolves true when a TCP connection to 127.0.0.1:port is refused, false when it is accepted. */
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
-  });
-}
 
 interface Served {
   readonly child: ChildProcess;

@@ -339,6 +339,18 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
+/** Resolves true when a TCP connection to 127.0.0.1:port is refused, false when it is accepted. */
+export function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+}
+
 /** Resolves with the number of connections `server` holds now. */
 export function connectionCount(server: http.Server): Promise<number> {
   return new Promise((resolve, reject) => {
