@@ -1,11 +1,11 @@
 import http from 'node:http';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
 import type { UpstreamConfig } from '../../src/config-types.js';
 import type { Logger } from '../../src/logger.js';
 import { createProxyServer } from '../../src/proxy-server.js';
 import type { ProxyMetrics, ProxyServer } from '../../src/proxy-server.js';
+import { call } from './e2e-stack.js';
+import type { CallOptions, Reply } from './e2e-stack.js';
 import { ManualClock } from './manual-clock.js';
 import { makeLogSink } from './log-sink.js';
 import type { LogSink } from './log-sink.js';
@@ -84,43 +84,13 @@ export async function startHarness(
 }
 
 /** A response read whole (tests only). */
-export interface Answer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-  json<T = Record<string, unknown>>(): T;
-}
+/** A response read whole (the e2e helper's `Reply`). */
+export type Answer = Reply;
 
-/** Options of `send`. */
-export interface SendOptions {
-  method?: string;
-  headers?: OutgoingHttpHeaders;
-  body?: Buffer | string | Readable;
-}
+/** Options of `send` (the e2e helper's `CallOptions`). */
+export type SendOptions = CallOptions;
 
 /** Sends one request to the proxy on its own connection; `target` is a path or an absolute URL. */
 export function send(port: number, target: string, options: SendOptions = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1', port, method: options.method ?? 'GET', path: target, headers: options.headers, agent: false,
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('error', reject);
-      res.on('end', () => {
-        const body = Buffer.concat(chunks);
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body,
-          json: <T>() => JSON.parse(body.toString('utf8')) as T,
-        });
-      });
-    });
-    req.on('error', reject);
-    const { body } = options;
-    if (body === undefined) req.end();
-    else if (typeof body === 'string' || Buffer.isBuffer(body)) req.end(body);
-    else body.pipe(req);
-  });
+  return call(port, target, options);
 }
