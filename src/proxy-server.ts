@@ -227,6 +227,12 @@ function replayBody(req: IncomingMessage, limit: number): Buffer[] | readonly Bu
   return bytes <= limit ? [] : undefined;
 }
 
+/**
+ * Methods a reset on a reused connection may resend automatically (RFC 9110 9.2.2): the upstream
+ * may have acted on the first attempt before the reset, which is harmless only for these.
+ */
+const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
 /** The path without its query, for logs (the query may carry anything). */
 function pathForLog(exchange: Exchange): string {
   if (exchange.state !== undefined) {
@@ -236,7 +242,9 @@ function pathForLog(exchange: Exchange): string {
   const url = exchange.req.url ?? '';
   const q = url.indexOf('?');
   // An absolute-form target may carry user credentials: keep only scheme, host and path.
-  return (q === -1 ? url : url.slice(0, q)).replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1');
+  const hash = url.indexOf('#');
+  const end = q === -1 ? (hash === -1 ? url.length : hash) : hash === -1 ? q : Math.min(q, hash);
+  return url.slice(0, end).replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1');
 }
 
 class TokenProxy implements ProxyServer {
@@ -540,7 +548,8 @@ class TokenProxy implements ProxyServer {
     // An older attempt's failure, or the client is gone (the request line in the log says so).
     if (attempt !== exchange.attempt || exchange.res.destroyed) return;
     if (attempt === 1 && exchange.body !== undefined && exchange.answeredAttempt !== 1 && exchange.timedOutAttempt !== 1
-      && (error as { code?: unknown }).code === 'ECONNRESET' && exchange.proxyReq?.reusedSocket === true) {
+      && (error as { code?: unknown }).code === 'ECONNRESET' && exchange.proxyReq?.reusedSocket === true
+      && IDEMPOTENT_METHODS.has(exchange.req.method ?? '')) {
       this.#resendAfterReset(exchange);
       return;
     }

@@ -71,11 +71,24 @@ export function createUpstreamAgent(url: string, ca: string | undefined, options
   // server's Keep-Alive hint; a timeout on a free socket makes the agent destroy it.
   const keepSocketAlive = agent.keepSocketAlive.bind(agent) as (socket: Socket) => boolean;
   agent.keepSocketAlive = (socket: Socket): boolean => {
-    const keep = keepSocketAlive(socket);
-    if (keep && (socket.timeout === undefined || socket.timeout === 0 || socket.timeout > idleMs)) socket.setTimeout(idleMs);
-    return keep;
+    if (!keepSocketAlive(socket)) return false;
+    // Node applies the server's `Keep-Alive: timeout=N` hint only below its own agent timeout,
+    // which is unset here, so read the hint itself: close a second before the server would.
+    const hint = keepAliveHintMs(socket);
+    const limit = hint === undefined ? idleMs : Math.min(idleMs, hint - 1000);
+    if (limit <= 0) return false;
+    socket.setTimeout(limit);
+    return true;
   };
   return agent;
+}
+
+/** The server's `Keep-Alive: timeout=N` hint of the response that just ended on `socket`, in ms. */
+function keepAliveHintMs(socket: Socket): number | undefined {
+  const message = (socket as Socket & { _httpMessage?: { res?: { headers?: Record<string, unknown> } } })._httpMessage;
+  const header = message?.res?.headers?.['keep-alive'];
+  const seconds = typeof header === 'string' ? /(?:^|,)\s*timeout=(\d+)/i.exec(header)?.[1] : undefined;
+  return seconds === undefined ? undefined : Number(seconds) * 1000;
 }
 
 /** Reads the extra CA file of an upstream, if any. */

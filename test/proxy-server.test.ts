@@ -251,13 +251,13 @@ describe('reused keep-alive connections the upstream closed', () => {
     assert.equal(again.status, 200);
     assert.equal(again.json<Echo>().url, '/co/second?x=1');
     assert.equal(again.json<Echo>().headers.authorization, 'Bearer tok-1');
-    // A POST with a body of known length, on a reused connection again.
+    // A PUT (idempotent) with a body of known length, on a reused connection again.
     assert.equal((await send(h.port, '/co/third')).status, 200);
     const body = Buffer.alloc(200_000, 7);
-    const post = await send(h.port, '/co/upload', { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
-    assert.equal(post.status, 200);
-    assert.equal(post.json<Echo>().bodyBytes, body.length);
-    assert.equal(post.json<Echo>().bodySha256, sha256(body));
+    const put = await send(h.port, '/co/upload', { method: 'PUT', body, headers: { 'content-type': 'application/octet-stream' } });
+    assert.equal(put.status, 200);
+    assert.equal(put.json<Echo>().bodyBytes, body.length);
+    assert.equal(put.json<Echo>().bodySha256, sha256(body));
     assert.equal(up.dropped(), 2);
     assert.deepEqual(h.metrics.retries, ['co', 'co']);
     assert.deepEqual(h.metrics.finished.map((f) => f.code), [200, 200, 200, 200]);
@@ -265,10 +265,22 @@ describe('reused keep-alive connections the upstream closed', () => {
     assert.equal(resends.length, 2);
   });
 
+  // Regression: a POST reset on a reused connection was resent, though the upstream may have acted
+  // on it before the reset; only idempotent methods are resent automatically (RFC 9110 9.2.2).
+  test('a POST reset on a reused connection is answered 502, not resent', async () => {
+    const { up, h } = await withUpstream({ dropReusedConnections: true });
+    assert.equal((await send(h.port, '/co/first')).status, 200);
+    const res = await send(h.port, '/co/order', { method: 'POST', body: 'x=1', headers: { 'content-type': 'text/plain' } });
+    assert.equal(res.status, 502);
+    assert.equal(res.json().error, 'upstream_reset');
+    assert.equal(up.dropped(), 1);
+    assert.deepEqual(h.metrics.retries, []);
+  });
+
   test('a body of unknown length cannot be replayed: the reset is answered 502, not resent', async () => {
     const { up, h } = await withUpstream({ dropReusedConnections: true });
     assert.equal((await send(h.port, '/co/first')).status, 200);
-    const res = await send(h.port, '/co/chunked', { method: 'POST', body: generatedStream(10_000) });
+    const res = await send(h.port, '/co/chunked', { method: 'PUT', body: generatedStream(10_000) });
     assert.equal(res.status, 502);
     assert.equal(res.json().error, 'upstream_reset');
     assert.match(String(res.headers['proxy-status']), /error=connection_terminated/);

@@ -38,6 +38,9 @@ test('requests, a 401 resend and failures leave no secret in the trace log', asy
   assert.equal((await send(harness.port, `/co/a?token=${QUERY_SECRET}`, { headers })).status, 200);
   assert.equal((await send(harness.port, `http://127.0.0.1:${upstream.port}/co/b?access_token=${QUERY_SECRET}`, { headers, method: 'POST', body: 'x' })).status, 200);
   assert.equal((await send(harness.port, `http://user:${QUERY_SECRET}@elsewhere.example/x`, { headers })).status, 400);
+  // Regression: the userinfo strip stopped at the first "@", so a password containing "@" was
+  // logged in part.
+  assert.equal((await send(harness.port, `http://user:SPLIT@${QUERY_SECRET}@elsewhere.example/x`, { headers })).status, 400);
   assert.equal((await send(harness.port, `/co/../x?${QUERY_SECRET}`, { headers })).status, 400);
   assert.equal((await send(failing.port, `/co/c?${QUERY_SECRET}`, { headers })).status, 503);
   assert.equal(upstream.requests[0]?.headers.authorization, `Bearer ${STALE}`, 'the 401 path was taken');
