@@ -135,8 +135,10 @@ export async function serve(config: Config, options: Omit<SidecarOptions, 'onExi
     if (signals > 1) {
       // A second Ctrl+C or SIGTERM: the operator does not want to wait for the drain.
       options.logger.warn({ signal }, 'second signal: exiting without waiting for in-flight requests');
-      options.logger.flush();
-      process.exit(1);
+      sidecar.proxy.flushLogs();
+      setTimeout(() => process.exit(1), 500);
+      options.logger.flush(() => process.exit(1));
+      return;
     }
     void sidecar.shutdown(signal).then(() => done());
   });

@@ -67,6 +67,8 @@ export interface ProxyServer {
    * (`server.closeAllConnections()` does) and does not destroy the routes' agents (their owner does).
    */
   close(): Promise<void>;
+  /** Writes the request log lines queued in this event-loop turn now (before a hard exit). */
+  flushLogs(): void;
 }
 
 /** The metrics label used for requests that matched no upstream. */
@@ -294,6 +296,11 @@ class TokenProxy implements ProxyServer {
 
   inFlight(): number {
     return this.#inFlight;
+  }
+
+  flushLogs(): void {
+    this.#requestLog.flush();
+    for (const state of this.#router.routes) state.requestLog.flush();
   }
 
   close(): Promise<void> {

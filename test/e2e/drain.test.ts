@@ -35,8 +35,7 @@ interface Served {
 
 /**
  * Runs `serve` against `emulator` on two free ports and waits (bounded) until it is ready with a
- * token. (The ports are picked by binding port 0 and releasing it: the process's log lines are
- * buffered by pino until 4 KiB or exit, so the `listening` line cannot be read in time.)
+ * token. (The ports are picked by binding port 0 and releasing it.)
  */
 async function serve(emulator: Emulator, env: Record<string, string>): Promise<Served> {
   const [proxyPort, adminPort] = await freePorts(2) as [number, number];
@@ -133,6 +132,25 @@ describe('shutdown of the serve process', { concurrency: 2 }, () => {
         assert.equal(await served.exited, 0, served.output());
         assert.equal(await refused(adminPort), true);
         assert.match(served.output(), /"reason":"SIGINT"/);
+      } finally {
+        stop(served);
+      }
+    });
+  });
+
+  test('a second signal exits at once with code 1, its log lines written, without waiting for the drain', async () => {
+    await withEmulator(async (emulator) => {
+      let served: Served | undefined;
+      try {
+        served = await serve(emulator, { SHUTDOWN_DELAY: '30' });
+        const slow = await slowRequestInFlight(emulator, served, 5000);
+        served.child.kill('SIGTERM');
+        await waitFor(async () => await readyzStatus(served?.adminPort ?? 0) === 503, '/readyz to answer 503 after SIGTERM', 5000);
+        served.child.kill('SIGTERM');
+        assert.equal(await served.exited, 1, served.output());
+        const outcome = await slow.reply.then((r) => r.status, () => 'cut');
+        assert.equal(outcome, 'cut', 'the exit did not wait for the in-flight request');
+        assert.match(served.output(), /second signal: exiting without waiting/);
       } finally {
         stop(served);
       }
