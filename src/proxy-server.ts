@@ -13,75 +13,42 @@
  * Hot path (issue 5): routes, target URLs, one `http-proxy-3` instance per route with its options
  * and child loggers are built once; a cached token is taken synchronously with `peek()`; the
  * per-request state is one object, and the listeners it needs are shared functions, not closures.
+ *
+ * This file is the request flow; its parts: proxy-types.ts (the public contract, re-exported
+ * here), route-state.ts (per-route state), proxy-exchange.ts (per-request state and shared
+ * listeners), resend.ts (the one resend), proxy-refusals.ts (CONNECT, loops, unparseable
+ * requests), request-log-path.ts (the logged path).
  */
-import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { Agent, AgentOptions, ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import https from 'node:https';
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Readable } from 'node:stream';
-import { ProxyServer as HttpProxy } from 'http-proxy-3';
-import type { ServerOptions as HttpProxyOptions } from 'http-proxy-3';
 import type { Clock } from './clock.js';
-import type { Config } from './config-types.js';
 import { ProxyError, TokenUnavailableError } from './errors.js';
-import { sendError, toProxyError, writeRawError } from './error-response.js';
+import { sendError, toProxyError } from './error-response.js';
 import { forwardRequestHeaders, forwardResponseHeaders, isLoop } from './header-rules.js';
 import { REDACTED_PATHS, RequestLog } from './logger.js';
 import type { Logger } from './logger.js';
+import {
+  ATTEMPT, EMPTY_BODY, EXCHANGE, EXPECTS_CONTINUE, Exchange, exchangeOf, noop, onResponseClose, onUpstreamResponseClose,
+  onUpstreamTimeout, requestIdOf,
+} from './proxy-exchange.js';
+import type { ExchangeCarrier } from './proxy-exchange.js';
+import { CONNECT_REFUSED, LOOP_DETECTED, refuseConnect, refuseUnparseable } from './proxy-refusals.js';
+import { NO_UPSTREAM } from './proxy-types.js';
+import type { ProxyMetrics, ProxyServer, ProxyServerOptions } from './proxy-types.js';
+import { pathForLog } from './request-log-path.js';
+import {
+  beginResendAfter401, beginResendAfterReset, canResendAfterReset, keepChunk, replayBody, resendOptions, whenBodyKept,
+} from './resend.js';
+import { createRouteState, logSharedCompanies } from './route-state.js';
+import type { RouteState } from './route-state.js';
 import { Router } from './router.js';
-import type { Route } from './router.js';
 import type { Token } from './token.js';
 
 export type { Route } from './router.js';
-
-/** What the proxy records per request; `Metrics` (metrics.ts) fits. Calls must be cheap and synchronous. */
-export interface ProxyMetrics {
-  requestFinished(upstream: string, code: number, seconds: number): void;
-  upstreamRetry(upstream: string): void;
-}
-
-/** Options of `createProxyServer`. */
-export interface ProxyServerOptions {
-  readonly config: Pick<Config, 'upstreamTimeout' | 'xForwarded' | 'retryBodyLimit'>;
-  /** The upstreams; must not be ambiguous (the constructor throws a `ConfigError` otherwise). */
-  readonly routes: readonly Route[];
-  readonly logger: Logger;
-  readonly metrics: ProxyMetrics;
-  /** Measures request durations. */
-  readonly clock: Clock;
-}
-
-/** A proxy listener. */
-export interface ProxyServer {
-  /** The underlying server (for the lifecycle: connection tracking, `closeAllConnections`). */
-  readonly server: http.Server;
-  /** Listens on `host:port` (port 0: any free port); resolves with the bound port. */
-  listen(port: number, host: string): Promise<number>;
-  /** Requests received whose response has not closed yet. */
-  inFlight(): number;
-  /**
-   * Stops accepting connections, closes idle keep-alive connections (and each one as its last
-   * response ends) and resolves once every connection is gone. Does not cut requests in flight
-   * (`server.closeAllConnections()` does) and does not destroy the routes' agents (their owner does).
-   */
-  close(): Promise<void>;
-  /** Writes the request log lines queued in this event-loop turn now (before a hard exit). */
-  flushLogs(): void;
-}
-
-/** The metrics label used for requests that matched no upstream. */
-export const NO_UPSTREAM = 'none';
-
-const CONNECT_REFUSED = new ProxyError('connect_not_supported',
-  'CONNECT tunnels are not supported: the sidecar cannot add the Authorization header inside a TLS tunnel. '
-  + 'Send plain http:// URLs through the sidecar; it calls the upstream over https itself.',
-  { status: 405, proxyStatus: 'http_request_denied' });
-
-const LOOP_DETECTED = new ProxyError('loop_detected',
-  'The request has passed through this sidecar already (its Via header names it); check that no upstream URL points back at the sidecar.',
-  { status: 502, proxyStatus: 'proxy_loop_detected' });
+export { NO_UPSTREAM } from './proxy-types.js';
+export type { ProxyMetrics, ProxyServer, ProxyServerOptions } from './proxy-types.js';
 
 /**
  * Redaction for the proxy's own loggers: the logger's exact paths without its wildcard ones. The
@@ -90,164 +57,6 @@ const LOOP_DETECTED = new ProxyError('loop_detected',
  * the per-request log line (issue 5). Other components keep the full list.
  */
 const PROXY_REDACT = { paths: REDACTED_PATHS.filter((path) => !path.includes('*')), censor: '[redacted]' };
-
-/** Longest client-supplied `x-request-id` taken over as the request id. */
-const MAX_REQUEST_ID_LENGTH = 200;
-
-const EMPTY_BODY: readonly Buffer[] = Object.freeze([]);
-
-/** Per-route state built once. */
-interface RouteState {
-  readonly route: Route;
-  /** The route's upstream (what the router matches on). */
-  readonly upstream: Route['upstream'];
-  readonly name: string;
-  readonly log: Logger;
-  /** The per-request `info` line, with the route's bindings. */
-  readonly requestLog: RequestLog;
-  /** `Host` sent upstream. */
-  readonly host: string;
-  /** The `http-proxy-3` instance of this route: its target and agent are its own options. */
-  readonly proxy: HttpProxy;
-  /** A keep-alive-free twin of the route's agent (same TLS trust), for a resend after a reset; made on first use. */
-  freshAgent: Agent | undefined;
-  /** The last token seen and its `Authorization` value, so the string is built once per token. */
-  lastToken: Token | undefined;
-  lastAuthorization: string;
-}
-
-/** Everything one request carries through the proxy. */
-class Exchange {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
-  readonly id: string;
-  readonly startedAt: number;
-  /** Called once when the response closes (the owning proxy's bookkeeping). */
-  readonly finished: (exchange: Exchange) => void;
-  state: RouteState | undefined = undefined;
-  /** Normalised path and query sent upstream. */
-  path = '';
-  /** The headers sent upstream (also installed as `req.headers` for http-proxy-3). */
-  outgoing: OutgoingHttpHeaders | undefined = undefined;
-  /** The token of the current attempt. */
-  token: Token | undefined = undefined;
-  /** Number of the live attempt (1, then 2 after a 401 or a reset); callbacks of older attempts are ignored. */
-  attempt = 0;
-  /**
-   * The body kept for a resend (`EMPTY_BODY` when there is none), or undefined when the request
-   * cannot be replayed or the first answer was not a 401 (then nothing more is kept).
-   */
-  body: Buffer[] | readonly Buffer[] | undefined = undefined;
-  /** The client asked `Expect: 100-continue`; answered just before forwarding. */
-  expectContinue = false;
-  /** The attempt whose upstream call timed out. */
-  timedOutAttempt = 0;
-  /** Aborts a token wait when the client leaves. */
-  abort: AbortController | undefined = undefined;
-  /** The upstream request of the live attempt, once http-proxy-3 made it. */
-  proxyReq: ClientRequest | undefined = undefined;
-  /** The attempt whose upstream answer (status line and headers) has arrived. */
-  answeredAttempt = 0;
-  /** `UPSTREAM_TIMEOUT` in milliseconds. */
-  timeoutMs = 0;
-
-  constructor(req: IncomingMessage, res: ServerResponse, id: string, startedAt: number, finished: (exchange: Exchange) => void) {
-    this.req = req;
-    this.res = res;
-    this.id = id;
-    this.startedAt = startedAt;
-    this.finished = finished;
-  }
-}
-
-const EXCHANGE = Symbol('exchange');
-const ATTEMPT = Symbol('attempt');
-const EXPECTS_CONTINUE = Symbol('expectsContinue');
-type ExchangeCarrier = { [EXCHANGE]?: Exchange; [ATTEMPT]?: number; [EXPECTS_CONTINUE]?: boolean };
-
-function exchangeOf(message: object): Exchange | undefined {
-  return (message as ExchangeCarrier)[EXCHANGE];
-}
-
-/**
- * Node's `'timeout'` listener of an upstream request (the connection was idle for
- * `UPSTREAM_TIMEOUT`): marks the attempt and aborts it, unless the idleness is the client's doing
- * (it stopped reading the response, so back-pressure holds the upstream): then it only looks again
- * after another `UPSTREAM_TIMEOUT`.
- */
-function onUpstreamTimeout(this: ClientRequest): void {
-  const carrier = this as ClientRequest & ExchangeCarrier;
-  const exchange = carrier[EXCHANGE];
-  if (exchange !== undefined && exchange.res.writableNeedDrain && !exchange.res.destroyed) {
-    this.setTimeout(exchange.timeoutMs, onUpstreamTimeout);
-    return;
-  }
-  if (exchange !== undefined) exchange.timedOutAttempt = carrier[ATTEMPT] ?? 0;
-  this.destroy();
-}
-
-function noop(): void {}
-
-/** The request's `'data'` listener while its body is kept for a resend. */
-function keepChunk(this: IncomingMessage, chunk: Buffer): void {
-  (exchangeOf(this)?.body as Buffer[] | undefined)?.push(chunk);
-}
-
-/**
- * The upstream response's `'close'` listener: when it closes before it completed (the upstream
- * connection broke mid-body), the client's response is cut too instead of hanging.
- */
-function onUpstreamResponseClose(this: IncomingMessage): void {
-  if (this.complete) return;
-  const proxyReq = (this as IncomingMessage & { req?: ClientRequest }).req;
-  if (proxyReq !== undefined) exchangeOf(proxyReq)?.res.destroy();
-}
-
-/** The response's `'close'` listener (shared, so no closure per request). */
-function onResponseClose(this: ServerResponse): void {
-  const exchange = exchangeOf(this);
-  if (exchange !== undefined) exchange.finished(exchange);
-}
-
-/** A non-pooling agent with the same options (TLS trust included) as `agent`: every request gets a new connection. */
-function freshAgentLike(agent: Agent): Agent {
-  const options = { ...(agent as Agent & { options?: AgentOptions }).options, keepAlive: false };
-  return agent instanceof https.Agent ? new https.Agent(options) : new http.Agent(options);
-}
-
-function requestIdOf(req: IncomingMessage): string {
-  const given = req.headers['x-request-id'];
-  return typeof given === 'string' && given.length > 0 && given.length <= MAX_REQUEST_ID_LENGTH ? given : randomUUID();
-}
-
-/** A request body that can be kept for a resend: none, or a known length up to `limit`. */
-function replayBody(req: IncomingMessage, limit: number): Buffer[] | readonly Buffer[] | undefined {
-  if (req.headers['transfer-encoding'] !== undefined) return undefined;
-  const length = req.headers['content-length'];
-  if (length === undefined || length === '0') return EMPTY_BODY;
-  const bytes = Number(length);
-  return bytes <= limit ? [] : undefined;
-}
-
-/**
- * Methods a reset on a reused connection may resend automatically (RFC 9110 9.2.2): the upstream
- * may have acted on the first attempt before the reset, which is harmless only for these.
- */
-const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-
-/** The path without its query, for logs (the query may carry anything). */
-function pathForLog(exchange: Exchange): string {
-  if (exchange.state !== undefined) {
-    const q = exchange.path.indexOf('?');
-    return q === -1 ? exchange.path : exchange.path.slice(0, q);
-  }
-  const url = exchange.req.url ?? '';
-  const q = url.indexOf('?');
-  // An absolute-form target may carry user credentials: keep only scheme, host and path.
-  const hash = url.indexOf('#');
-  const end = q === -1 ? (hash === -1 ? url.length : hash) : hash === -1 ? q : Math.min(q, hash);
-  return url.slice(0, end).replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1');
-}
 
 class TokenProxy implements ProxyServer {
   readonly server: http.Server;
@@ -272,9 +81,9 @@ class TokenProxy implements ProxyServer {
     this.#timeoutMs = Math.max(1, Math.round(options.config.upstreamTimeout * 1000));
     this.#xForwarded = options.config.xForwarded;
     this.#retryBodyLimit = options.config.retryBodyLimit;
-    const states = options.routes.map((route) => this.#routeState(route));
+    const states = options.routes.map((route) => createRouteState(route, this.#log, this.#onProxyReq, this.#onProxyRes));
     this.#router = new Router(states);
-    this.#noteSharedCompanies(states);
+    logSharedCompanies(this.#router, states, this.#log);
 
     this.server = http.createServer();
     this.server.on('request', this.#onRequest);
@@ -309,43 +118,6 @@ class TokenProxy implements ProxyServer {
       this.server.close(() => resolve());
       this.server.closeIdleConnections();
     });
-  }
-
-  #routeState(route: Route): RouteState {
-    const url = new URL(route.upstream.url);
-    const options: HttpProxyOptions = {
-      target: new URL(url.origin), agent: route.agent, prependPath: false, toProxy: true, selfHandleResponse: true, xfwd: false,
-    };
-    const proxy = new HttpProxy(options);
-    proxy.on('proxyReq', this.#onProxyReq);
-    proxy.on('proxyRes', this.#onProxyRes);
-    // Every web() call passes an error callback; this only catches what slips past it.
-    proxy.on('error', (error, _req, res) => {
-      if (res instanceof http.ServerResponse) sendError(res, error, this.#log);
-      else res.destroy();
-    });
-    const log = this.#log.child({ upstream: route.upstream.name });
-    return {
-      route,
-      upstream: route.upstream,
-      name: route.upstream.name,
-      log,
-      requestLog: new RequestLog(log),
-      host: url.host,
-      proxy,
-      freshAgent: undefined,
-      lastToken: undefined,
-      lastAuthorization: '',
-    };
-  }
-
-  #noteSharedCompanies(states: readonly RouteState[]): void {
-    for (const company of this.#router.sharedCompanies) {
-      const upstreams = states.filter((s) => new URL(s.upstream.url).pathname.replace(/\/+$/, '') === company).map((s) => s.name);
-      this.#log.info({ company: company === '' ? '/' : company, upstreams },
-        'upstreams on different hosts share a company path: gateway-mode requests for it go to the upstream their Host header names, '
-        + 'and are refused (400) when it names none; forward-proxy mode (http://host/...) names the host itself');
-    }
   }
 
   // ---- request flow -------------------------------------------------------------------------
@@ -456,9 +228,7 @@ class TokenProxy implements ProxyServer {
       state.proxy.web(req, res, this.#onFirstAttemptError);
       return;
     }
-    const options: HttpProxyOptions = { buffer: Readable.from(exchange.body ?? EMPTY_BODY) };
-    if (fresh) options.agent = state.freshAgent ??= freshAgentLike(state.route.agent);
-    state.proxy.web(req, res, options, (error) => this.#upstreamFailed(exchange, attempt, error));
+    state.proxy.web(req, res, resendOptions(exchange, state, fresh), (error) => this.#upstreamFailed(exchange, attempt, error));
   }
 
   /** The error callback of every first attempt (shared: the exchange is found from the request). */
@@ -490,7 +260,8 @@ class TokenProxy implements ProxyServer {
     }
     exchange.answeredAttempt = exchange.attempt;
     if (proxyRes.statusCode === 401 && exchange.attempt === 1 && exchange.body !== undefined && !res.destroyed) {
-      this.#resend(exchange, proxyRes);
+      beginResendAfter401(exchange, proxyRes, this.#metrics);
+      whenBodyKept(exchange, () => this.#withToken(exchange, 2));
       return;
     }
     exchange.body = undefined; // no resend any more: stop keeping the request body
@@ -512,52 +283,13 @@ class TokenProxy implements ProxyServer {
     proxyRes.pipe(res);
   };
 
-  /** A 401 for a replayable request: drop that token, take a fresh one, send once more. */
-  #resend(exchange: Exchange, unauthorized: IncomingMessage): void {
-    const state = exchange.state as RouteState;
-    exchange.attempt = 2; // from here on, failures of the first attempt are ignored
-    unauthorized.on('error', noop);
-    unauthorized.resume();
-    state.route.tokens.invalidate((exchange.token as Token).accessToken);
-    this.#metrics.upstreamRetry(state.name);
-    state.log.debug({ requestId: exchange.id }, 'the upstream answered 401: resending once with a fresh token');
-    this.#whenBodyKept(exchange, () => this.#withToken(exchange, 2));
-  }
-
-  /**
-   * The first attempt went out on a reused keep-alive connection that the upstream had closed
-   * (ECONNRESET before any answer): send it once more, with the same token, on a new connection.
-   */
-  #resendAfterReset(exchange: Exchange): void {
-    const state = exchange.state as RouteState;
-    exchange.attempt = 2;
-    this.#metrics.upstreamRetry(state.name);
-    state.log.debug({ requestId: exchange.id },
-      'the reused upstream connection was closed by the upstream before it answered: resending once on a new connection');
-    this.#whenBodyKept(exchange, () => this.#forward(exchange, exchange.token as Token, 2, true));
-  }
-
-  /** Runs `then` once the whole request body is kept for a resend (at once when it already is). */
-  #whenBodyKept(exchange: Exchange, then: () => void): void {
-    const { req } = exchange;
-    if (req.readableEnded) {
-      then();
-      return;
-    }
-    // The body is still arriving: stop sending it to the first attempt, keep collecting it.
-    req.unpipe();
-    exchange.proxyReq?.destroy();
-    req.once('end', then);
-    req.resume();
-  }
-
   #upstreamFailed(exchange: Exchange, attempt: number, error: unknown): void {
     // An older attempt's failure, or the client is gone (the request line in the log says so).
     if (attempt !== exchange.attempt || exchange.res.destroyed) return;
-    if (attempt === 1 && exchange.body !== undefined && exchange.answeredAttempt !== 1 && exchange.timedOutAttempt !== 1
-      && (error as { code?: unknown }).code === 'ECONNRESET' && exchange.proxyReq?.reusedSocket === true
-      && IDEMPOTENT_METHODS.has(exchange.req.method ?? '')) {
-      this.#resendAfterReset(exchange);
+    if (canResendAfterReset(exchange, attempt, error)) {
+      // Same token, on a new connection.
+      beginResendAfterReset(exchange, this.#metrics);
+      whenBodyKept(exchange, () => this.#forward(exchange, exchange.token as Token, 2, true));
       return;
     }
     const state = exchange.state as RouteState;
@@ -594,27 +326,10 @@ class TokenProxy implements ProxyServer {
   }
 
   /** `CONNECT host:port`: answered 405 on the raw socket, which is then closed. */
-  readonly #onConnect = (req: IncomingMessage, socket: Duplex): void => {
-    socket.on('error', noop);
-    const status = writeRawError(socket, CONNECT_REFUSED);
-    this.#log.info({ requestId: requestIdOf(req), method: 'CONNECT', status, durationMs: 0 }, 'request');
-    this.#metrics.requestFinished(NO_UPSTREAM, status, 0);
-  };
+  readonly #onConnect = (req: IncomingMessage, socket: Duplex): void => refuseConnect(req, socket, this.#log, this.#metrics);
 
   /** A request Node could not parse: answered like every other error (JSON, Proxy-Status), then closed. */
-  readonly #onClientError = (error: Error & { code?: string }, socket: Duplex): void => {
-    socket.on('error', noop);
-    if (error.code === 'ECONNRESET' || !socket.writable || (socket as Duplex & { _httpMessage?: unknown })._httpMessage) {
-      socket.destroy();
-      return;
-    }
-    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const sentence = status === 431 ? 'The request header section is too large.'
-      : status === 408 ? 'The request was not received completely in time.'
-        : 'The request could not be parsed as HTTP/1.1.';
-    writeRawError(socket, new ProxyError('bad_request', sentence, { status, proxyStatus: 'http_request_error' }));
-    this.#log.debug({ code: error.code, status }, 'unparseable request');
-  };
+  readonly #onClientError = (error: Error & { code?: string }, socket: Duplex): void => refuseUnparseable(error, socket, this.#log);
 }
 
 /**
