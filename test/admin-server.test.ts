@@ -1,6 +1,5 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { SignJWT } from 'jose';
 import { startAdminServer } from '../src/admin-server.js';
@@ -9,6 +8,8 @@ import type { AdminServer, AdminUpstream } from '../src/admin-server.js';
 import { ProxyError } from '../src/errors.js';
 import { Metrics } from '../src/metrics.js';
 import type { Token, TokenState } from '../src/token.js';
+import { requestText } from './helpers/http-text.js';
+import type { TextAnswer } from './helpers/http-text.js';
 import { ManualClock } from './helpers/manual-clock.js';
 import { makeLogSink, secretFragments } from './helpers/log-sink.js';
 
@@ -40,23 +41,10 @@ function tokenOf(accessToken: string): Token {
   return { accessToken, tokenType: 'Bearer', obtainedAt: clock.now() - 5000, expiresAt: clock.now() + 3_600_000 };
 }
 
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
+type Answer = TextAnswer;
 
 function call(port: number, method: string, path: string, host = '127.0.0.1'): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host, port, method, path, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
+  return requestText({ port, method, path, host });
 }
 
 function json(answer: Answer): Record<string, unknown> {

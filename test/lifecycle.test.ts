@@ -1,10 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { Agent, createServer, request } from 'node:http';
-import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Agent, createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { systemClock } from '../src/clock.js';
 import { Lifecycle, installSignalHandlers } from '../src/lifecycle.js';
+import { requestText } from './helpers/http-text.js';
+import type { TextAnswer } from './helpers/http-text.js';
 import { ManualClock, flush } from './helpers/manual-clock.js';
 import { makeLogSink } from './helpers/log-sink.js';
 
@@ -24,23 +26,10 @@ async function startServer(t: { after(fn: () => void): void }, handler: Handler)
   return { server, port: address.port };
 }
 
-interface Answer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
+type Answer = TextAnswer;
 
 function get(port: number, path: string, agent: Agent | false = false): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
+  return requestText({ port, path, agent });
 }
 
 /** Waits (bounded) until `condition` holds, polling on the event loop. */
