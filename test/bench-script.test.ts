@@ -3,10 +3,11 @@
 // so CI needs no build. Figures (times, ratios, memory) are never asserted: only that they exist.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runNodeProcess } from './helpers/cli.js';
+import type { CliResult } from './helpers/cli.js';
 
 interface BenchRun {
   round: number;
@@ -37,26 +38,11 @@ interface BenchResults {
 const CONFIG_IDS = ['get-c1', 'get-c50', 'get-c200', 'post64k-c50'];
 const TARGETS = ['direct', 'baseline', 'sidecar'];
 
-function runBench(outDir: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [
-      '--import', 'tsx', 'scripts/bench.mjs', '--src', '--duration', '0.3', '--rounds', '1', '--quick', '--out', outDir,
-    ], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    // A bound, not a timing assertion: a hung bench must fail the test instead of hanging CI.
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`the bench did not finish; stdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, 120_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function runBench(outDir: string): Promise<CliResult> {
+  // A bound, not a timing assertion: a hung bench must fail the test instead of hanging CI.
+  return runNodeProcess([
+    '--import', 'tsx', 'scripts/bench.mjs', '--src', '--duration', '0.3', '--rounds', '1', '--quick', '--out', outDir,
+  ], { timeoutMs: 120_000 });
 }
 
 test('the bench starts upstream, baseline and sidecar, loads each, writes its figures and stops', async (t) => {

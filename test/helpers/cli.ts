@@ -11,27 +11,32 @@ export interface CliResult {
 /** Argument vector that runs the CLI from source (tsx), as `node dist/cli.js` would from a build. */
 export const CLI = ['--import', 'tsx', 'src/cli.ts'];
 
-/** Runs the CLI to completion with only `env` (plus PATH) in its environment; bounded by `timeoutMs`. */
-export function runCliProcess(args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<CliResult> {
+/**
+ * Runs `node <nodeArgs>` to completion, capturing its output. `env` replaces the environment
+ * (default: inherited). Bounded by `timeoutMs`: a hung process fails instead of hanging the run.
+ */
+export function runNodeProcess(nodeArgs: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs: number }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(process.execPath, nodeArgs, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
     child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`CLI ${args.join(' ')} did not finish in ${timeoutMs} ms; stderr: ${stderr}`));
-    }, timeoutMs);
+      reject(new Error(`node ${nodeArgs.join(' ')} did not finish in ${options.timeoutMs} ms; stdout:\n${stdout}\nstderr:\n${stderr}`));
+    }, options.timeoutMs);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** Runs the CLI to completion with only `env` (plus PATH) in its environment; bounded by `timeoutMs`. */
+export function runCliProcess(args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<CliResult> {
+  return runNodeProcess([...CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeoutMs });
 }
 
 /** Starts a long-running CLI command; `output()` has everything printed so far. */
