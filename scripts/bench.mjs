@@ -193,7 +193,7 @@ async function roleSidecar() {
   const ext = args.src ? '.ts' : '.js';
   const importModule = (name) => import(new URL(`${dir}${name}${ext}`, import.meta.url).href);
   const [{ startSidecar }, { loadConfig }, { createLogger }, { systemClock }, { pino }] = await Promise.all([
-    importModule('main'), importModule('config'), importModule('logger'), importModule('clock'), import('pino'),
+    importModule('sidecar'), importModule('config/load'), importModule('lib/logger'), importModule('lib/clock'), import('pino'),
   ]);
   const importedMs = performance.now();
   const config = loadConfig({
@@ -441,8 +441,8 @@ async function main() {
   if (!(seconds > 0) || !(Number.isInteger(rounds) && rounds >= 1)) {
     throw new Error('--duration must be a positive number of seconds and --rounds a whole number of at least 1');
   }
-  if (!args.src && !statSync(join(REPO, 'dist', 'main.js'), { throwIfNoEntry: false })) {
-    throw new Error('dist/main.js is missing: build first (`npm run bench` does) or pass --src under `node --import tsx`');
+  if (!args.src && !statSync(join(REPO, 'dist', 'sidecar.js'), { throwIfNoEntry: false })) {
+    throw new Error('dist/sidecar.js is missing: build first (`npm run bench` does) or pass --src under `node --import tsx`');
   }
   const warmupS = args.quick ? Math.min(0.2, seconds) : Math.min(1, seconds);
   const idleWaitMs = args.quick ? 200 : 3000;

@@ -4,7 +4,7 @@
  * Run: npm run settings-table [-- --write]
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { settingsDoc } from '../src/config.js';
+import { settingsDoc } from '../src/config/load.js';
 
 export const START = '<!-- settings:start -->';
 export const END = '<!-- settings:end -->';

@@ -3,7 +3,7 @@
  * The executable: runs the command line and exits with its code. A safety timer (unref'd) makes
  * sure a finished command exits even if a library left a handle open.
  */
-import { reportError, runCli } from './commands.js';
+import { reportError, runCli } from './commands/dispatch.js';
 
 runCli(process.argv.slice(2)).then(
   (code) => {

@@ -4,8 +4,8 @@
  * stops accepting, lets in-flight requests finish up to the shutdown timeout, and cuts the rest.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Clock, Timer } from './clock.js';
-import type { Logger } from './logger.js';
+import type { Clock, Timer } from './lib/clock.js';
+import type { Logger } from './lib/logger.js';
 
 /** How often idle keep-alive connections are closed while draining, in milliseconds. */
 export const IDLE_SWEEP_INTERVAL_MS = 100;

@@ -7,15 +7,15 @@ import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
-import { privateKeyJwt } from './assertion.js';
-import type { Clock } from './clock.js';
-import type { UpstreamConfig } from './config-types.js';
-import { KeySource } from './key-source.js';
-import type { Logger } from './logger.js';
-import { trustedSecureContext } from './tls-trust.js';
-import { TokenEndpointClient } from './token-endpoint.js';
-import { CachingTokenSource } from './token-source.js';
-import type { TokenSourceObserver } from './token-source.js';
+import { privateKeyJwt } from './token/assertion.js';
+import type { Clock } from './lib/clock.js';
+import type { UpstreamConfig } from './config/types.js';
+import { KeySource } from './token/key-source.js';
+import type { Logger } from './lib/logger.js';
+import { trustedSecureContext } from './lib/tls-trust.js';
+import { TokenEndpointClient } from './token/endpoint.js';
+import { CachingTokenSource } from './token/cache.js';
+import type { TokenSourceObserver } from './token/cache.js';
 
 /** Everything that serves one upstream. `close()` stops timers, watchers and sockets. */
 export interface UpstreamStack {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { startDemo } from '../../src/demo.js';
+import { startDemo } from '../../src/commands/demo.js';
 import { startCliProcess, waitFor } from '../helpers/cli.js';
 import { call, refused } from '../helpers/e2e-stack.js';
 

@@ -3,7 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import type { Emulator } from '../../src/emulator.js';
+import type { Emulator } from '../../src/emulator/emulator.js';
 import { startCliProcess, waitFor } from '../helpers/cli.js';
 import { call, freePorts, makeServerUser, makeWorkDir, refused, sidecarEnv, startE2eEmulator } from '../helpers/e2e-stack.js';
 import type { Reply } from '../helpers/e2e-stack.js';

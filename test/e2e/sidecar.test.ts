@@ -7,7 +7,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { decodeJwt } from 'jose';
-import { createDeterministicStream } from '../../src/emulator.js';
+import { createDeterministicStream } from '../../src/emulator/emulator.js';
 import { waitFor } from '../helpers/cli.js';
 import {
   agentActiveSockets, call, callHashed, closedPort, connectionCount, echoedToken, hashStream, makeServerUser,

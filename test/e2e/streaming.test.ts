@@ -13,8 +13,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { decodeJwt } from 'jose';
-import { createDeterministicStream } from '../../src/emulator.js';
-import type { Emulator } from '../../src/emulator.js';
+import { createDeterministicStream } from '../../src/emulator/emulator.js';
+import type { Emulator } from '../../src/emulator/emulator.js';
 import {
   hashStream, makeServerUser, makeWorkDir, sidecarEnv, startE2eEmulator, startE2eSidecar, waitUntilSteady, withLimit,
 } from '../helpers/e2e-stack.js';

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeJwt } from 'jose';
 import { stringify } from 'yaml';
-import type { Emulator } from '../../src/emulator.js';
+import type { Emulator } from '../../src/emulator/emulator.js';
 import {
   call, echoedToken, makeServerUser, makeWorkDir, metricValue, scrapeMetrics, startE2eEmulator, startE2eSidecar,
 } from '../helpers/e2e-stack.js';

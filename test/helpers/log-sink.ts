@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
-import { createLogger } from '../../src/logger.js';
-import type { Logger } from '../../src/logger.js';
+import { createLogger } from '../../src/lib/logger.js';
+import type { Logger } from '../../src/lib/logger.js';
 
 /** A logger at `trace` writing into memory, for asserting what was (and was not) logged. */
 export interface LogSink {

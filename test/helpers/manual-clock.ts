@@ -1,4 +1,4 @@
-import type { Clock, Timer } from '../../src/clock.js';
+import type { Clock, Timer } from '../../src/lib/clock.js';
 
 /** A clock for tests: time moves only when `advance` is called, which runs due timers in order. */
 export class ManualClock implements Clock {

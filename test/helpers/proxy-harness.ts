@@ -1,9 +1,9 @@
 import http from 'node:http';
 import https from 'node:https';
-import type { UpstreamConfig } from '../../src/config-types.js';
-import type { Logger } from '../../src/logger.js';
-import { createProxyServer } from '../../src/proxy-server.js';
-import type { ProxyMetrics, ProxyServer } from '../../src/proxy-server.js';
+import type { UpstreamConfig } from '../../src/config/types.js';
+import type { Logger } from '../../src/lib/logger.js';
+import { createProxyServer } from '../../src/proxy/server.js';
+import type { ProxyMetrics, ProxyServer } from '../../src/proxy/server.js';
 import { call } from './e2e-stack.js';
 import type { CallOptions, Reply } from './e2e-stack.js';
 import { ManualClock } from './manual-clock.js';

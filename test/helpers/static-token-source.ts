@@ -1,5 +1,5 @@
-import { TokenUnavailableError } from '../../src/errors.js';
-import type { CachedTokenSource, Token, TokenState } from '../../src/token.js';
+import { TokenUnavailableError } from '../../src/lib/errors.js';
+import type { CachedTokenSource, Token, TokenState } from '../../src/token/token.js';
 
 /** Options of `StaticTokenSource`. */
 export interface StaticTokenSourceOptions {

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import type { Emulator } from '../../src/emulator.js';
+import type { Emulator } from '../../src/emulator/emulator.js';
 import { call, echoedToken, makeServerUser, makeWorkDir, startE2eEmulator, startE2eSidecar } from '../helpers/e2e-stack.js';
 import type { E2eSidecar, Reply, ServerUser } from '../helpers/e2e-stack.js';
 import { makeLogSink, secretFragments } from '../helpers/log-sink.js';

@@ -3,8 +3,8 @@
 // with the failure code; the detail stays in the log and on /status.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TokenEndpointError, TokenUnavailableError } from '../../src/errors.js';
-import { CachingTokenSource } from '../../src/token-source.js';
+import { TokenEndpointError, TokenUnavailableError } from '../../src/lib/errors.js';
+import { CachingTokenSource } from '../../src/token/cache.js';
 import { makeLogSink } from '../helpers/log-sink.js';
 import { ManualClock, flush } from '../helpers/manual-clock.js';
 

@@ -1,0 +1,259 @@
+/**
+ * The admin listener: probes (`/livez`, `/healthz`, `/readyz`), Prometheus `/metrics`, a JSON
+ * `/status` of every upstream's token cache, and `POST /shutdown` for a plain (non-native) sidecar
+ * in a Kubernetes Job that would otherwise never exit. It listens apart from the proxy (on all
+ * interfaces by default, since the kubelet probes the pod IP) and never shows a token.
+ */
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { isLoopbackAddress } from '../lib/loopback.js';
+import { decodeJwt } from 'jose';
+import type { Clock } from '../lib/clock.js';
+import { ProxyError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { Metrics } from '../lib/metrics.js';
+import type { Token, TokenState } from '../token/token.js';
+
+/** What the admin server needs of one upstream: its name, URL and a read-only view of its token cache. */
+export interface AdminUpstream {
+  readonly name: string;
+  readonly url: string;
+  readonly tokens: { state(): TokenState; peek(): Token | undefined };
+}
+
+/** Options for `startAdminServer`. The callbacks are called on every probe, so keep them cheap. */
+export interface AdminServerOptions {
+  readonly host: string;
+  /** `0` picks a free port; the chosen one is in `AdminServer.port`. */
+  readonly port: number;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly upstreams: readonly AdminUpstream[];
+  /** `/readyz` also requires a usable token for every upstream. */
+  readonly readinessRequireToken: boolean;
+  readonly isDraining: () => boolean;
+  /** Whether the proxy listener accepts connections. */
+  readonly isListening: () => boolean;
+  /** Called after `POST /shutdown` from loopback was answered 202. May be called more than once. */
+  readonly onShutdownRequest: () => void;
+  readonly clock: Clock;
+}
+
+/** A listening admin server. `close()` stops it and drops its connections; calling it again is harmless. */
+export interface AdminServer {
+  readonly server: Server;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** The JWT claims `/status` shows of a cached token. Nothing else of the token is ever shown. */
+export interface TokenClaims {
+  aud?: string | string[];
+  exp?: number;
+  scope?: string | string[];
+  iss?: string;
+  sub?: string;
+}
+
+const claimCache = new WeakMap<Token, TokenClaims | undefined>();
+
+/**
+ * The `aud`, `exp`, `scope`, `iss` and `sub` claims of `token` when its access token is a JWT, read
+ * without verifying the signature (for display only), else `undefined`. Never returns the token.
+ */
+export function tokenClaims(token: Token): TokenClaims | undefined {
+  if (claimCache.has(token)) return claimCache.get(token);
+  let claims: TokenClaims | undefined;
+  try {
+    const payload = decodeJwt(token.accessToken);
+    claims = {};
+    if (typeof payload.aud === 'string' || isStringArray(payload.aud)) claims.aud = payload.aud;
+    if (typeof payload.exp === 'number') claims.exp = payload.exp;
+    if (typeof payload.scope === 'string' || isStringArray(payload.scope)) claims.scope = payload.scope;
+    if (typeof payload.iss === 'string') claims.iss = payload.iss;
+    if (typeof payload.sub === 'string') claims.sub = payload.sub;
+  } catch {
+    claims = undefined; // an opaque token: nothing to show
+  }
+  claimCache.set(token, claims);
+  return claims;
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((v) => typeof v === 'string');
+}
+
+/**
+ * Starts the admin server on `host:port` and resolves once it listens; rejects with a `ProxyError`
+ * (`config_invalid`) naming the address when it cannot listen. Requests are answered independently
+ * and may run concurrently with anything else; every answer carries `Cache-Control: no-store`.
+ */
+export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
+  const log = options.logger.child({ component: 'admin' });
+  const server = createServer((req, res) => {
+    handle(options, log, req, res).catch((error: unknown) => {
+      log.error({ err: error }, 'the admin server failed to answer a request');
+      if (!res.headersSent) sendError(req, res, 500, 'internal_error', 'The admin server failed to answer; see the sidecar log.');
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: Error): void => {
+      reject(new ProxyError('config_invalid',
+        `The admin server cannot listen on ${options.host}:${options.port} (${(error as NodeJS.ErrnoException).code ?? error.message}); set ADMIN_HOST and ADMIN_PORT to a free address.`,
+        { status: 500, proxyStatus: 'proxy_configuration_error', cause: error }));
+    };
+    server.once('error', onError);
+    server.listen(options.port, options.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (error) => log.error({ err: error }, 'the admin server failed'));
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : options.port;
+  log.info({ host: options.host, port }, 'admin server listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+const ROUTES: Record<string, readonly string[]> = {
+  '/livez': ['GET', 'HEAD'],
+  '/healthz': ['GET', 'HEAD'],
+  '/readyz': ['GET', 'HEAD'],
+  '/metrics': ['GET', 'HEAD'],
+  '/status': ['GET', 'HEAD'],
+  '/shutdown': ['POST'],
+};
+
+async function handle(options: AdminServerOptions, log: Logger, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+  const method = req.method ?? 'GET';
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  res.on('finish', () => log.debug({ method, path, status: res.statusCode }, 'admin request'));
+  req.resume(); // no route reads a body; drain whatever was sent
+
+  const allowed = Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined;
+  if (allowed === undefined) {
+    sendError(req, res, 404, 'not_found', `There is no admin endpoint ${JSON.stringify(path)}; try /livez, /readyz, /metrics, /status or POST /shutdown.`);
+    return;
+  }
+  if (!allowed.includes(method)) {
+    res.setHeader('Allow', allowed.join(', '));
+    sendError(req, res, 405, 'method_not_allowed', `${path} accepts ${allowed.join(' and ')} only.`);
+    return;
+  }
+
+  switch (path) {
+    case '/livez':
+    case '/healthz':
+      sendJson(req, res, 200, { status: 'ok' });
+      return;
+    case '/readyz': {
+      const reasons = unreadyReasons(options);
+      if (reasons.length === 0) sendJson(req, res, 200, { status: 'ready' });
+      else sendJson(req, res, 503, { status: 'unready', reasons });
+      return;
+    }
+    case '/metrics': {
+      const { contentType, body } = await options.metrics.render();
+      send(req, res, 200, contentType, body);
+      return;
+    }
+    case '/status':
+      sendJson(req, res, 200, status(options));
+      return;
+    case '/shutdown':
+      shutdownRequest(options, log, req, res);
+      return;
+    default:
+      sendError(req, res, 404, 'not_found', `There is no admin endpoint ${JSON.stringify(path)}.`);
+  }
+}
+
+function unreadyReasons(options: AdminServerOptions): string[] {
+  const reasons: string[] = [];
+  if (!options.isListening()) reasons.push('The proxy listener is not accepting connections.');
+  if (options.isDraining()) reasons.push('The sidecar is shutting down.');
+  if (options.readinessRequireToken) {
+    for (const upstream of options.upstreams) {
+      if (upstream.tokens.peek() === undefined) reasons.push(`Upstream ${JSON.stringify(upstream.name)} has no valid access token.`);
+    }
+  }
+  return reasons;
+}
+
+function status(options: AdminServerOptions): unknown {
+  const now = options.clock.now();
+  return {
+    draining: options.isDraining(),
+    upstreams: options.upstreams.map((upstream) => {
+      const state = upstream.tokens.state();
+      const cached = upstream.tokens.peek();
+      const claims = cached === undefined ? undefined : tokenClaims(cached);
+      return {
+        name: upstream.name,
+        url: upstream.url,
+        token: {
+          valid: state.valid,
+          expiresAt: iso(state.expiresAt),
+          expiresInSeconds: state.expiresAt === undefined ? null : Math.floor((state.expiresAt - now) / 1000),
+          lastRefreshAt: iso(state.lastRefreshAt),
+          nextRefreshAt: iso(state.nextRefreshAt),
+          lastError: state.lastError === undefined
+            ? null
+            : { code: state.lastError.code, message: state.lastError.message, at: iso(state.lastError.at) },
+          consecutiveFailures: state.consecutiveFailures,
+          ...(claims === undefined ? {} : { claims }),
+        },
+      };
+    }),
+  };
+}
+
+function shutdownRequest(options: AdminServerOptions, log: Logger, req: IncomingMessage, res: ServerResponse): void {
+  const remote = req.socket.remoteAddress;
+  if (!isLoopbackAddress(remote)) {
+    log.warn({ remoteAddress: remote }, 'refused a shutdown request that did not come from loopback');
+    sendError(req, res, 403, 'forbidden', 'POST /shutdown is accepted from loopback only (the containers of the pod); call it on 127.0.0.1.');
+    return;
+  }
+  log.info({ remoteAddress: remote }, 'shutdown requested over the admin port');
+  sendJson(req, res, 202, { status: 'shutting down' });
+  try {
+    options.onShutdownRequest();
+  } catch (error) {
+    log.error({ err: error }, 'the shutdown callback failed');
+  }
+}
+
+function iso(ms: number | undefined): string | null {
+  return ms === undefined ? null : new Date(ms).toISOString();
+}
+
+function sendError(req: IncomingMessage, res: ServerResponse, statusCode: number, error: string, message: string): void {
+  sendJson(req, res, statusCode, { error, message });
+}
+
+function sendJson(req: IncomingMessage, res: ServerResponse, statusCode: number, value: unknown): void {
+  send(req, res, statusCode, 'application/json; charset=utf-8', `${JSON.stringify(value)}\n`);
+}
+
+function send(req: IncomingMessage, res: ServerResponse, statusCode: number, contentType: string, body: string): void {
+  res.statusCode = statusCode;
+  res.setHeader('Content-Type', contentType);
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(req.method === 'HEAD' ? undefined : body);
+}

@@ -1,0 +1,300 @@
+/**
+ * Configuration: one convict schema for the sidecar and one for an upstream, loaded from the
+ * environment and an optional JSON or YAML file, validated strictly. Every problem is reported at
+ * once, each line naming the setting, its environment variable and what is wrong; sensitive values
+ * are never echoed. Environment variables override the file for global settings; environment
+ * variables alone describe one upstream, a file may list several.
+ */
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { extname } from 'node:path';
+import convict from 'convict';
+import type { LevelWithSilent } from 'pino';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from '../lib/errors.js';
+import { isLoopbackHost } from '../lib/loopback.js';
+import type { Config, UpstreamConfig } from './types.js';
+import { GLOBAL_SCHEMA, REQUIRED, UPSTREAM_KEYS, UPSTREAM_SCHEMA } from './schema.js';
+import type { GlobalKey, UpstreamKey } from './schema.js';
+
+export type { Config, UpstreamConfig } from './types.js';
+export { settingsDoc } from './schema.js';
+export type { SettingDoc } from './schema.js';
+
+/** Where configuration comes from. */
+export interface ConfigSources {
+  /** Environment variables; defaults to `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** A JSON or YAML file; defaults to `env.CONFIG_FILE`. */
+  configFile?: string;
+}
+
+/**
+ * Loads and validates the configuration. Throws `ConfigError` listing every problem; the lines
+ * never contain a sensitive value.
+ */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? process.env;
+  const file = sources.configFile ?? (env.CONFIG_FILE || undefined);
+  const problems: string[] = [];
+
+  let fileData: Record<string, unknown> = {};
+  if (file !== undefined) {
+    try {
+      fileData = readConfigFile(file);
+    } catch (error) {
+      throw new ConfigError([`CONFIG_FILE (${file}): ${(error as Error).message}`]);
+    }
+  }
+
+  const { upstreams: fileUpstreams, ...fileGlobals } = fileData;
+  const global = convict(GLOBAL_SCHEMA, { env, args: [] });
+  const unknownGlobals = Object.keys(fileGlobals).filter((k) => !(k in GLOBAL_SCHEMA) && !(k in UPSTREAM_SCHEMA));
+  for (const key of unknownGlobals) problems.push(`${key} (config file): is not a known setting`);
+  const knownGlobals = Object.fromEntries(Object.entries(fileGlobals).filter(([k]) => k in GLOBAL_SCHEMA));
+  collectConvictProblems(() => global.load(knownGlobals).validate({ allowed: 'strict' }), problems, (key) => {
+    const env_ = (GLOBAL_SCHEMA as Record<string, { env?: string }>)[key]?.env;
+    return env_ ? `${key} (${env_})` : key;
+  });
+
+  const fileUpstreamGlobals = Object.fromEntries(Object.entries(fileGlobals).filter(([k]) => k in UPSTREAM_SCHEMA));
+  const upstreams: UpstreamConfig[] = [];
+
+  if (fileUpstreams !== undefined) {
+    if (!Array.isArray(fileUpstreams) || fileUpstreams.length === 0) {
+      problems.push('upstreams (config file): must be a non-empty list of upstream entries');
+    } else {
+      const envNames = UPSTREAM_KEYS.map((k) => UPSTREAM_SCHEMA[k].env).filter((n) => env[n] !== undefined && env[n] !== '');
+      if (envNames.length > 0) {
+        problems.push(`${envNames.join(', ')}: set while the config file lists upstreams; describe upstreams either in the file or with environment variables, not both`);
+      }
+      fileUpstreams.forEach((entry, index) => {
+        const label = (key: string) => `upstreams[${index}].${key} (config file)`;
+        if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+          problems.push(`upstreams[${index}] (config file): must be an object with url, clientId and a private key`);
+          return;
+        }
+        const upstream = loadUpstream({ ...entry as Record<string, unknown> }, undefined, label, problems);
+        if (upstream) upstreams.push(upstream);
+      });
+    }
+  } else {
+    const label = (key: string) => `${key} (${UPSTREAM_SCHEMA[key as UpstreamKey].env})`;
+    const upstream = loadUpstream(fileUpstreamGlobals, env, label, problems);
+    if (upstream) upstreams.push(upstream);
+  }
+
+  checkUniqueAndUnambiguous(upstreams, problems);
+  const g = (key: GlobalKey) => global.get(key) as unknown;
+  for (const key of ['upstreamTimeout', 'shutdownTimeout'] as const) {
+    if (!(Number(g(key)) > 0)) problems.push(`${key} (${GLOBAL_SCHEMA[key].env}): must be a number of seconds greater than 0`);
+  }
+  if (!(Number(g('shutdownDelay')) >= 0)) problems.push('shutdownDelay (SHUTDOWN_DELAY): must be a number of seconds, 0 or more');
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    upstreams,
+    logLevel: g('logLevel') as LevelWithSilent,
+    listenHost: g('listenHost') as string,
+    listenPort: g('listenPort') as number,
+    adminHost: g('adminHost') as string,
+    adminPort: g('adminPort') as number,
+    upstreamTimeout: g('upstreamTimeout') as number,
+    shutdownDelay: g('shutdownDelay') as number,
+    shutdownTimeout: g('shutdownTimeout') as number,
+    readinessRequireToken: g('readinessRequireToken') as boolean,
+    xForwarded: g('xForwarded') as boolean,
+    retryBodyLimit: g('retryBodyLimit') as number,
+  };
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new Error(`cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let data: unknown;
+  try {
+    data = ['.yaml', '.yml'].includes(extname(file).toLowerCase()) ? parseYaml(text) : JSON.parse(text);
+  } catch (error) {
+    throw new Error(`is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(error as Error).message.split('\n')[0]}`);
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) throw new Error('must hold an object of settings');
+  return data as Record<string, unknown>;
+}
+
+/** Runs a convict validation and turns its error text into our problem lines; returns the keys that failed. */
+function collectConvictProblems(run: () => unknown, problems: string[], label: (key: string) => string): Set<string> {
+  const failed = new Set<string>();
+  try {
+    run();
+  } catch (error) {
+    for (const line of (error as Error).message.split('\n')) {
+      const undeclared = line.match(/configuration param '(.+)' not declared/);
+      if (undeclared?.[1]) {
+        problems.push(`${undeclared[1]} (config file): is not a known setting`);
+        continue;
+      }
+      const invalid = line.match(/^([\w.]+): (.*?)(?:: value was .*)?$/);
+      if (invalid?.[1]) {
+        failed.add(invalid[1]);
+        problems.push(`${label(invalid[1])}: ${invalid[2]}`);
+      } else {
+        problems.push(line);
+      }
+    }
+  }
+  return failed;
+}
+
+function loadUpstream(
+  data: Record<string, unknown>,
+  env: NodeJS.ProcessEnv | undefined,
+  label: (key: string) => string,
+  problems: string[],
+): UpstreamConfig | undefined {
+  const schema = env === undefined
+    ? Object.fromEntries(Object.entries(UPSTREAM_SCHEMA).map(([k, v]) => [k, { ...v, env: undefined }]))
+    : UPSTREAM_SCHEMA;
+  const conf = convict(schema as typeof UPSTREAM_SCHEMA, { env: env ?? {}, args: [] });
+  const before = problems.length;
+  if (typeof data.tokenMethod === 'string') data.tokenMethod = data.tokenMethod.toUpperCase();
+  const failed = collectConvictProblems(() => conf.load(data).validate({ allowed: 'strict' }), problems, label);
+  const get = (key: UpstreamKey): string => String(conf.get(key) ?? '').trim();
+
+  for (const [key, message] of Object.entries(REQUIRED)) {
+    if (get(key as UpstreamKey) === '') problems.push(`${label(key)}: ${message}`);
+  }
+  const url = checkUrl(get('url'), label('url'), problems, true);
+  const tokenUrl = get('tokenUrl') === '' ? (url ? `${url}/oauth2token` : '') : checkUrl(get('tokenUrl'), label('tokenUrl'), problems, false);
+  const tokenAudience = get('tokenAudience') || url || '';
+
+  const privateKeyFile = get('privateKeyFile') || undefined;
+  const privateKey = get('privateKey') || undefined;
+  if (privateKeyFile === undefined && privateKey === undefined) {
+    problems.push(`${label('privateKeyFile')}: a private key is required: set ${label('privateKeyFile')} or ${label('privateKey')}`);
+  } else if (privateKeyFile !== undefined && privateKey !== undefined) {
+    problems.push(`${label('privateKeyFile')}: set either the key file or ${label('privateKey')}, not both`);
+  } else if (privateKeyFile !== undefined) {
+    checkReadableFile(privateKeyFile, label('privateKeyFile'), problems);
+  }
+
+  const method = get('tokenMethod').toUpperCase();
+  if (method !== 'GET' && method !== 'POST') problems.push(`${label('tokenMethod')}: must be GET or POST, not "${method}"`);
+  const ttl = conf.get('assertionTtl') as number;
+  if (!failed.has('assertionTtl') && !(ttl >= 1 && ttl <= 3600)) problems.push(`${label('assertionTtl')}: must be a whole number of seconds from 1 to 3600, not ${ttl}`);
+  const timeout = conf.get('tokenTimeout') as number;
+  if (!failed.has('tokenTimeout') && !(timeout > 0)) problems.push(`${label('tokenTimeout')}: must be a number of seconds greater than 0`);
+  const lifetime = conf.get('tokenDefaultLifetime') as number;
+  if (!failed.has('tokenDefaultLifetime') && !(lifetime >= 30)) problems.push(`${label('tokenDefaultLifetime')}: must be a whole number of seconds, 30 or more`);
+  const caFile = get('caFile') || undefined;
+  if (caFile !== undefined && checkReadableFile(caFile, label('caFile'), problems)) {
+    if (!readFileSync(caFile, 'utf8').includes('-----BEGIN CERTIFICATE-----')) {
+      problems.push(`${label('caFile')}: ${caFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+    }
+  }
+  if (problems.length > before || url === undefined || tokenUrl === undefined) return undefined;
+
+  const parsed = new URL(url);
+  return {
+    name: get('name') || `${parsed.host}${parsed.pathname}`,
+    url,
+    clientId: get('clientId'),
+    clientIssuer: get('clientIssuer') || get('clientId'),
+    privateKeyFile,
+    privateKey,
+    keyId: get('keyId') || undefined,
+    tokenUrl,
+    tokenAudience,
+    tokenMethod: method as 'GET' | 'POST',
+    tokenScope: get('tokenScope') || undefined,
+    assertionTtl: ttl,
+    caFile,
+    tokenTimeout: timeout,
+    tokenDefaultLifetime: lifetime,
+  };
+}
+
+/** Checks an https URL (http only towards loopback); returns it without a trailing slash. */
+function checkUrl(value: string, name: string, problems: string[], needsPath: boolean): string | undefined {
+  if (value === '') return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    problems.push(`${name}: is not a URL; expected e.g. https://lua5.logicnets.local/logicnets`);
+    return undefined;
+  }
+  if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname))) {
+    problems.push(`${name}: must use https:// (plain http:// is only accepted for loopback hosts), got ${parsed.protocol}//`);
+    return undefined;
+  }
+  if (parsed.username !== '' || parsed.password !== '' || parsed.search !== '' || parsed.hash !== '') {
+    problems.push(`${name}: must not contain credentials, a query or a fragment`);
+    return undefined;
+  }
+  const path = parsed.pathname.replace(/\/+$/, '');
+  if (needsPath && path === '') {
+    problems.push(`${name}: must include the company path, e.g. https://${parsed.host}/logicnets`);
+    return undefined;
+  }
+  return `${parsed.protocol}//${parsed.host}${path}`;
+}
+
+function checkReadableFile(file: string, name: string, problems: string[]): boolean {
+  try {
+    if (!statSync(file).isFile()) {
+      problems.push(`${name}: ${file} is not a file`);
+      return false;
+    }
+    accessSync(file, constants.R_OK);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    problems.push(`${name}: ${file} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? 'error'})`}`);
+    return false;
+  }
+}
+
+/** Refuses duplicate names and two upstreams that would match the same request. */
+function checkUniqueAndUnambiguous(upstreams: readonly UpstreamConfig[], problems: string[]): void {
+  for (let i = 0; i < upstreams.length; i++) {
+    for (let j = i + 1; j < upstreams.length; j++) {
+      if (upstreams[i]!.name === upstreams[j]!.name) {
+        problems.push(`upstreams[${j}].name: "${upstreams[j]!.name}" is used by upstreams[${i}] too; names must be unique`);
+      }
+    }
+  }
+  for (const [i, j] of overlappingUpstreams(upstreams.map((u) => u.url))) {
+    problems.push(`upstreams[${i}] (${upstreams[i]!.url}) and upstreams[${j}] (${upstreams[j]!.url}): ambiguous, a request for the same host and company path would match both; give each upstream its own host or company path`);
+  }
+}
+
+/**
+ * The pairs of upstream URLs (by index, `i < j`) that one request could match: the same host name
+ * (whatever the ports: a forward-proxy request may name no port) and company paths where one
+ * prefixes the other on a segment boundary. The one ambiguity rule, used at start-up and by the
+ * router. URLs that do not parse are skipped (they are reported on their own).
+ */
+export function overlappingUpstreams(urls: readonly string[]): [number, number][] {
+  const parsed = urls.map((url) => {
+    try {
+      const u = new URL(url);
+      return { hostname: u.hostname, companySlash: `${u.pathname.replace(/\/+$/, '')}/` };
+    } catch {
+      return undefined;
+    }
+  });
+  const pairs: [number, number][] = [];
+  for (let i = 0; i < parsed.length; i++) {
+    for (let j = i + 1; j < parsed.length; j++) {
+      const a = parsed[i];
+      const b = parsed[j];
+      if (a === undefined || b === undefined || a.hostname !== b.hostname) continue;
+      if (a.companySlash.startsWith(b.companySlash) || b.companySlash.startsWith(a.companySlash)) pairs.push([i, j]);
+    }
+  }
+  return pairs;
+}

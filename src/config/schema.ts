@@ -1,0 +1,168 @@
+/**
+ * The configuration schema: every setting of the sidecar and of an upstream, with its
+ * environment variable, default, format and description (convict). `config/load.ts` loads and
+ * validates against it; `settingsDoc()` documents it for `--help` and the README table.
+ */
+import convict from 'convict';
+
+/**
+ * Switches are `true`/`false` (or `1`/`0`), nothing else: convict's own Boolean reads every other
+ * word, even `0`, `no` or `off`, as true, which would turn a feature on by a typo.
+ */
+convict.addFormat({
+  name: 'strict-boolean',
+  validate(value: unknown) {
+    if (typeof value !== 'boolean') throw new Error('must be true or false');
+  },
+  coerce(value: unknown) {
+    const word = String(value).trim().toLowerCase();
+    if (word === 'true' || word === '1') return true;
+    if (word === 'false' || word === '0') return false;
+    return value;
+  },
+});
+
+/** One documented setting, for `--help` and the README table (`npm run settings-table`). */
+export interface SettingDoc {
+  readonly key: string;
+  readonly env: string;
+  readonly doc: string;
+  readonly default: string;
+  /** `global` settings apply to the sidecar; `upstream` ones may also appear in each `upstreams` entry. */
+  readonly scope: 'global' | 'upstream';
+}
+
+/** pino's levels, as LOG_LEVEL accepts them. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Settings of the sidecar itself; a config file sets them by key, the environment by `env`. */
+export const GLOBAL_SCHEMA = {
+  logLevel: { doc: 'pino log level.', format: LOG_LEVELS, default: 'info', env: 'LOG_LEVEL' },
+  listenHost: {
+    doc: 'Address the proxy listens on. Keep it on loopback: the sidecar adds credentials to what it forwards.',
+    format: String, default: '127.0.0.1', env: 'LISTEN_HOST',
+  },
+  listenPort: { doc: 'Port of the proxy listener.', format: 'port', default: 8080, env: 'LISTEN_PORT' },
+  adminHost: {
+    doc: 'Address of the admin listener (probes, metrics, status); all interfaces so the kubelet can probe it.',
+    format: String, default: '0.0.0.0', env: 'ADMIN_HOST',
+  },
+  adminPort: { doc: 'Port of the admin listener.', format: 'port', default: 9090, env: 'ADMIN_PORT' },
+  upstreamTimeout: {
+    doc: 'Seconds to wait for an upstream answer before answering 504.', format: Number, default: 60, env: 'UPSTREAM_TIMEOUT',
+  },
+  shutdownDelay: {
+    doc: 'Seconds to keep serving after SIGTERM before closing the listener (set a few seconds for a non-native sidecar).',
+    format: Number, default: 0, env: 'SHUTDOWN_DELAY',
+  },
+  shutdownTimeout: {
+    doc: 'Seconds in-flight requests get to finish once the listener is closed.', format: Number, default: 20, env: 'SHUTDOWN_TIMEOUT',
+  },
+  readinessRequireToken: {
+    doc: '`/readyz` also requires a valid token for every upstream.', format: 'strict-boolean', default: false, env: 'READINESS_REQUIRE_TOKEN',
+  },
+  xForwarded: {
+    doc: 'Add X-Forwarded-For, -Proto and -Host to forwarded requests.', format: 'strict-boolean', default: false, env: 'X_FORWARDED',
+  },
+  retryBodyLimit: {
+    doc: 'Largest request body in bytes kept while sending, so the request can be resent once after a 401.',
+    format: 'nat', default: 1048576, env: 'RETRY_BODY_LIMIT',
+  },
+  upstreams: {
+    doc: 'Upstreams from the config file (each entry uses the upstream settings below in camelCase).',
+    format: Array, default: [] as unknown[], env: undefined,
+  },
+};
+
+/** Settings of one upstream; a config file's `upstreams` entries use the keys, the environment the `env` names. */
+export const UPSTREAM_SCHEMA = {
+  name: {
+    doc: 'Name of the upstream in metrics and logs.', format: String, default: '', env: 'LOGICNETS_NAME',
+  },
+  url: {
+    doc: 'Base URL of the LogicNets installation including the company, e.g. `https://lua5.logicnets.local/logicnets`.',
+    format: String, default: '', env: 'LOGICNETS_URL',
+  },
+  clientId: {
+    doc: 'Client id of the LogicNets server user (the assertion\'s `sub`).', format: String, default: '', env: 'LOGICNETS_CLIENT_ID',
+  },
+  clientIssuer: {
+    doc: '`iss` of the client assertion; defaults to the client id.', format: String, default: '', env: 'LOGICNETS_CLIENT_ISSUER',
+  },
+  privateKeyFile: {
+    doc: 'File with the server user\'s RSA private key (PEM PKCS#8 or PKCS#1, or JWK JSON); re-read when it changes.',
+    format: String, default: '', env: 'LOGICNETS_PRIVATE_KEY_FILE',
+  },
+  privateKey: {
+    doc: 'The RSA private key inline (PEM or JWK JSON), instead of a file.',
+    format: String, default: '', env: 'LOGICNETS_PRIVATE_KEY', sensitive: true,
+  },
+  keyId: { doc: 'Optional `kid` header of the assertion.', format: String, default: '', env: 'LOGICNETS_KEY_ID' },
+  tokenUrl: {
+    doc: 'Token endpoint; defaults to `${LOGICNETS_URL}/oauth2token`.', format: String, default: '', env: 'LOGICNETS_TOKEN_URL',
+  },
+  tokenAudience: {
+    doc: '`aud` of the client assertion; defaults to `${LOGICNETS_URL}`.', format: String, default: '', env: 'LOGICNETS_TOKEN_AUDIENCE',
+  },
+  tokenMethod: {
+    doc: '`GET` (query parameters, as LogicNets documents) or `POST` (form body, RFC 6749).',
+    format: String, default: 'GET', env: 'LOGICNETS_TOKEN_METHOD',
+  },
+  tokenScope: { doc: 'Optional `scope` parameter of the token request.', format: String, default: '', env: 'LOGICNETS_TOKEN_SCOPE' },
+  assertionTtl: {
+    doc: 'Lifetime of a client assertion in seconds (1 to 3600).', format: 'int', default: 300, env: 'LOGICNETS_ASSERTION_TTL',
+  },
+  caFile: {
+    doc: 'Extra CA certificates (PEM) trusted for the token endpoint and the upstream, besides the system CAs.',
+    format: String, default: '', env: 'LOGICNETS_CA_FILE',
+  },
+  tokenTimeout: {
+    doc: 'Seconds one token request may take.', format: Number, default: 10, env: 'LOGICNETS_TOKEN_TIMEOUT',
+  },
+  tokenDefaultLifetime: {
+    doc: 'Lifetime in seconds assumed for a token that has neither `expires_in` nor a JWT `exp`.',
+    format: 'int', default: 300, env: 'LOGICNETS_TOKEN_DEFAULT_LIFETIME',
+  },
+};
+
+/** A setting of an upstream. */
+export type UpstreamKey = keyof typeof UPSTREAM_SCHEMA;
+/** A setting of the sidecar. */
+export type GlobalKey = keyof typeof GLOBAL_SCHEMA;
+/** Every upstream setting. */
+export const UPSTREAM_KEYS = Object.keys(UPSTREAM_SCHEMA) as UpstreamKey[];
+/** Upstream settings without a default, with what to say when they are missing. */
+export const REQUIRED: Partial<Record<UpstreamKey, string>> = {
+  url: 'it is required: the base URL of the LogicNets installation including the company',
+  clientId: 'it is required: the client id of the LogicNets server user',
+};
+
+/** Every setting with its environment variable, default and description. */
+export function settingsDoc(): SettingDoc[] {
+  const rows: SettingDoc[] = [];
+  const add = (scope: 'global' | 'upstream', schema: Record<string, { doc: string; default: unknown; env?: string }>) => {
+    for (const [key, item] of Object.entries(schema)) {
+      if (item.env === undefined) continue;
+      rows.push({ key, env: item.env, doc: item.doc, default: describeDefault(key, item.default), scope });
+    }
+  };
+  add('upstream', UPSTREAM_SCHEMA);
+  add('global', GLOBAL_SCHEMA);
+  rows.push({
+    key: 'configFile', env: 'CONFIG_FILE', scope: 'global', default: 'none',
+    doc: 'A JSON or YAML file that can set everything above (camelCase names), including a list of `upstreams`. Also `--config FILE`.',
+  });
+  return rows;
+}
+
+function describeDefault(key: string, value: unknown): string {
+  if (key === 'clientIssuer') return 'the client id';
+  if (key === 'tokenUrl') return '`${LOGICNETS_URL}/oauth2token`';
+  if (key === 'tokenAudience') return '`${LOGICNETS_URL}`';
+  if (key === 'name') return 'host and company of the URL';
+  if (key === 'url' || key === 'clientId') return 'required';
+  if (key === 'privateKeyFile' || key === 'privateKey') return 'one of the two required';
+  if (value === '' || value === undefined) return 'none';
+  return `\`${String(value)}\``;
+}
+

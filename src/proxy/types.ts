@@ -1,0 +1,48 @@
+/**
+ * The proxy listener's public contract: its options, the metrics it records, the server handle
+ * it returns and the metrics label of unrouted requests. Types and one constant only, so the
+ * proxy's parts can share them without importing proxy/server.ts (which re-exports them).
+ */
+import type http from 'node:http';
+import type { Clock } from '../lib/clock.js';
+import type { Config } from '../config/types.js';
+import type { Logger } from '../lib/logger.js';
+import type { Route } from './router.js';
+
+/** What the proxy records per request; `Metrics` (lib/metrics.ts) fits. Calls must be cheap and synchronous. */
+export interface ProxyMetrics {
+  requestFinished(upstream: string, code: number, seconds: number): void;
+  upstreamRetry(upstream: string): void;
+}
+
+/** Options of `createProxyServer`. */
+export interface ProxyServerOptions {
+  readonly config: Pick<Config, 'upstreamTimeout' | 'xForwarded' | 'retryBodyLimit'>;
+  /** The upstreams; must not be ambiguous (the constructor throws a `ConfigError` otherwise). */
+  readonly routes: readonly Route[];
+  readonly logger: Logger;
+  readonly metrics: ProxyMetrics;
+  /** Measures request durations. */
+  readonly clock: Clock;
+}
+
+/** A proxy listener. */
+export interface ProxyServer {
+  /** The underlying server (for the lifecycle: connection tracking, `closeAllConnections`). */
+  readonly server: http.Server;
+  /** Listens on `host:port` (port 0: any free port); resolves with the bound port. */
+  listen(port: number, host: string): Promise<number>;
+  /** Requests received whose response has not closed yet. */
+  inFlight(): number;
+  /**
+   * Stops accepting connections, closes idle keep-alive connections (and each one as its last
+   * response ends) and resolves once every connection is gone. Does not cut requests in flight
+   * (`server.closeAllConnections()` does) and does not destroy the routes' agents (their owner does).
+   */
+  close(): Promise<void>;
+  /** Writes the request log lines queued in this event-loop turn now (before a hard exit). */
+  flushLogs(): void;
+}
+
+/** The metrics label used for requests that matched no upstream. */
+export const NO_UPSTREAM = 'none';

@@ -1,0 +1,280 @@
+/**
+ * Reading the token endpoint's answer per RFC 6749 5.1 / 5.2. A successful JSON answer becomes a
+ * `Token` whose expiry comes from `expires_in`, else the access token's JWT `exp`, else a default;
+ * every other answer (an OAuth error, a redirect, a 5xx, a 429, an empty or non-JSON body) becomes
+ * a `TokenEndpointError` with a stable code, whether retrying can help, the server's `Retry-After`,
+ * and a sentence telling an operator what to fix. Anything the server echoes back of what was sent
+ * as a secret is redacted from those sentences. Knows nothing of sockets: token/endpoint.ts makes
+ * the HTTP call. Never logs the access token.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { decodeJwt } from 'jose';
+import type { Clock } from '../lib/clock.js';
+import { TokenEndpointError } from '../lib/errors.js';
+import type { TokenEndpointFailure } from '../lib/errors.js';
+import { urlForLog } from '../lib/logger.js';
+import type { Logger } from '../lib/logger.js';
+import type { Token } from './token.js';
+
+/** A complete answer of the token endpoint, as read off the wire (within the size cap). */
+export interface TokenAnswer {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** Options of `TokenResponseReader`. */
+export interface TokenResponseReaderOptions {
+  /** The token URL; a redirect's `Location` is resolved against it. */
+  url: URL;
+  /** Origin and path of the token URL, without the query, for messages and logs. */
+  urlForLog: string;
+  /** `host:port` of the token endpoint, for messages. */
+  where: string;
+  clock: Clock;
+  logger: Logger;
+  /** Lifetime assumed for a token with neither `expires_in` nor a JWT `exp`, in ms. */
+  defaultLifetimeMs: number;
+}
+
+/** What the reader needs to know about the request an answer belongs to. */
+export interface TokenRequestFacts {
+  /** When the request was sent (epoch ms): `expires_in` counts from then. */
+  sentAt: number;
+  /** The secret values that were sent (see `secretParamValues`), redacted from echoed descriptions. */
+  secrets: readonly string[];
+  /** Epoch ms of the answer's valid `Date` header; an HTTP-date `Retry-After` counts from it, else from the clock. */
+  responseDate: number | undefined;
+}
+
+/** OAuth errors that the same request will keep getting until the configuration changes. */
+const PERMANENT_OAUTH_ERRORS = new Set([
+  'invalid_client', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_request',
+]);
+
+const OAUTH_HINTS: Readonly<Record<string, string>> = {
+  invalid_client: 'check the client id (LOGICNETS_CLIENT_ID, the assertion\'s sub), the issuer ' +
+    '(LOGICNETS_CLIENT_ISSUER), the audience (LOGICNETS_TOKEN_AUDIENCE) and that the private key matches ' +
+    'the public key of the server user',
+  invalid_grant: 'the server refused the assertion or the grant: check this machine\'s clock (iat/exp), ' +
+    'the audience (LOGICNETS_TOKEN_AUDIENCE) and the assertion lifetime (LOGICNETS_ASSERTION_TTL)',
+  unauthorized_client: 'the server user may not use the client credentials grant: check its authentication ' +
+    'method (Bearer Authentication with RS256 signed JWT) and its roles',
+  unsupported_grant_type: 'the server does not accept client_credentials here: is LOGICNETS_TOKEN_URL the ' +
+    'oauth2token endpoint?',
+  invalid_scope: 'check LOGICNETS_TOKEN_SCOPE (leave it unset unless the server asks for a scope)',
+  invalid_request: 'the server could not read the request: check LOGICNETS_TOKEN_METHOD (GET or POST, as the ' +
+    'server documents) and LOGICNETS_TOKEN_URL',
+};
+
+/** Parameters whose values are not secret; every other value is kept out of messages. */
+const PUBLIC_PARAMS = new Set(['grant_type', 'client_assertion_type', 'scope', 'client_id']);
+
+/**
+ * Turns token endpoint answers into tokens or `TokenEndpointError`s. Keeps no state between
+ * answers, so one reader may serve any number of concurrent requests.
+ */
+export class TokenResponseReader {
+  readonly #url: URL;
+  readonly #urlForLog: string;
+  readonly #where: string;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #defaultLifetimeMs: number;
+
+  constructor(options: TokenResponseReaderOptions) {
+    this.#url = options.url;
+    this.#urlForLog = options.urlForLog;
+    this.#where = options.where;
+    this.#clock = options.clock;
+    this.#logger = options.logger;
+    this.#defaultLifetimeMs = options.defaultLifetimeMs;
+  }
+
+  /**
+   * The token of a 2xx JSON answer carrying a Bearer `access_token`; throws a `TokenEndpointError`
+   * for any other answer. Redirects are not followed: they are reported with their target's
+   * origin and path.
+   */
+  read(answer: TokenAnswer, request: TokenRequestFacts): Token {
+    const { status, headers } = answer;
+    const text = answer.body.toString('utf8');
+    const retryAfterMs = parseRetryAfter(headers['retry-after'], request.responseDate ?? this.#clock.now());
+    const json = parseJsonObject(text);
+    const base = { httpStatus: status, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
+
+    if (status >= 300 && status < 400) {
+      const location = redirectTarget(headers.location, this.#url);
+      return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} answered HTTP ${status}, ` +
+        `a redirect to ${location}: set LOGICNETS_TOKEN_URL to the final URL (redirects are not followed)`,
+      { ...base, retryable: false });
+    }
+    if (json !== undefined && typeof json.error === 'string' && (status >= 400 || json.access_token === undefined)) {
+      return this.#oauthError(status, json, request.secrets, base);
+    }
+    if (status >= 500) {
+      return fail('token_endpoint_unreachable', `the token endpoint ${this.#where} answered HTTP ${status}: ` +
+        'the server or a gateway in front of it is failing or overloaded; try again later', { ...base, retryable: true });
+    }
+    if (status === 429) {
+      const wait = retryAfterMs === undefined ? '' : ` (it asks to wait ${Math.ceil(retryAfterMs / 1000)} s)`;
+      return fail('token_request_rejected', `the token endpoint ${this.#where} is rate limiting token ` +
+        `requests (HTTP 429)${wait}: too many requests are made with this client`, { ...base, retryable: true });
+    }
+    const contentType = String(headers['content-type'] ?? 'no content type').split(';')[0]?.trim();
+    if (text.trim() === '') {
+      return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} answered HTTP ${status} ` +
+        'with an empty body: is LOGICNETS_TOKEN_URL the oauth2token endpoint?', { ...base, retryable: status === 408 });
+    }
+    if (json === undefined) {
+      return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} answered HTTP ${status} ` +
+        `(${contentType}), not JSON: is LOGICNETS_TOKEN_URL the oauth2token endpoint?`, { ...base, retryable: status === 408 });
+    }
+    if (status < 200 || status >= 300) {
+      return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} answered HTTP ${status} ` +
+        'with JSON that is not an OAuth error (no "error" member): is LOGICNETS_TOKEN_URL the oauth2token endpoint?',
+      { ...base, retryable: status === 408 });
+    }
+    return this.#token(status, json, request.sentAt);
+  }
+
+  #token(status: number, json: Record<string, unknown>, sentAt: number): Token {
+    const accessToken = json.access_token;
+    if (typeof accessToken !== 'string' || accessToken === '') {
+      return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} answered HTTP ${status} ` +
+        'without an access_token: is LOGICNETS_TOKEN_URL the oauth2token endpoint?', { httpStatus: status, retryable: false });
+    }
+    const tokenType = json.token_type;
+    if (tokenType === undefined) {
+      this.#logger.warn({ url: this.#urlForLog }, 'the token response has no token_type; treating the token as Bearer');
+    } else if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer') {
+      return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} issued a token of type ` +
+        `"${safeWord(tokenType)}"; only Bearer tokens (RFC 6750) are supported`, { httpStatus: status, retryable: false });
+    }
+    const obtainedAt = this.#clock.now();
+    const expiresIn = parseExpiresIn(json.expires_in);
+    if (json.expires_in !== undefined && expiresIn === undefined) {
+      this.#logger.warn({ url: this.#urlForLog }, 'ignoring an expires_in that is not a positive number of seconds');
+    }
+    let expiresAt: number;
+    let expirySource: 'expires_in' | 'jwt_exp' | 'default';
+    const jwtExp = expiresIn === undefined ? readJwtExp(accessToken) : undefined;
+    if (expiresIn !== undefined) {
+      expiresAt = sentAt + expiresIn * 1000;
+      expirySource = 'expires_in';
+    } else if (jwtExp !== undefined) {
+      expiresAt = jwtExp * 1000;
+      expirySource = 'jwt_exp';
+    } else {
+      expiresAt = sentAt + this.#defaultLifetimeMs;
+      expirySource = 'default';
+    }
+    const scope = typeof json.scope === 'string' ? json.scope : undefined;
+    this.#logger.debug({
+      url: this.#urlForLog, httpStatus: status, expirySource,
+      expiresInSeconds: Math.round((expiresAt - obtainedAt) / 1000), scope,
+    }, 'received an access token');
+    return { accessToken, tokenType: 'Bearer', expiresAt, obtainedAt, ...(scope === undefined ? {} : { scope }) };
+  }
+
+  #oauthError(status: number, json: Record<string, unknown>, secrets: readonly string[],
+    base: { httpStatus: number; retryAfterMs?: number }): never {
+    const error = safeWord(json.error, 64);
+    const description = typeof json.error_description === 'string'
+      ? sanitizeDescription(json.error_description, secrets) : undefined;
+    const hint = OAUTH_HINTS[error] ?? 'see the token endpoint\'s log for details';
+    const said = description === undefined || description === '' ? error : `${error}: "${description}"`;
+    return fail('token_request_rejected',
+      `the token endpoint ${this.#urlForLog} refused the token request (HTTP ${status}, ${said}): ${hint}`,
+      {
+        ...base,
+        oauthError: error,
+        ...(description === undefined ? {} : { oauthErrorDescription: description }),
+        retryable: status >= 500 || !PERMANENT_OAUTH_ERRORS.has(error),
+      });
+  }
+}
+
+/**
+ * The values of a token request's parameters that are secret (the assertion, a client secret):
+ * every value of 8 characters or more except those of `grant_type`, `client_assertion_type`,
+ * `scope` and `client_id`. Pure.
+ */
+export function secretParamValues(params: URLSearchParams): string[] {
+  return [...params].filter(([name, value]) => !PUBLIC_PARAMS.has(name) && value.length >= 8).map(([, v]) => v);
+}
+
+/** Epoch ms of an HTTP date, or `undefined`. Pure. */
+export function parseHttpDate(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : at;
+}
+
+/** `Retry-After` (RFC 9110 10.2.3) as milliseconds from `now`: delay-seconds or an HTTP date. Pure. */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const at = parseHttpDate(trimmed);
+  return at === undefined ? undefined : Math.max(0, at - now);
+}
+
+function fail(code: TokenEndpointFailure, message: string, details: ConstructorParameters<typeof TokenEndpointError>[2]): never {
+  throw new TokenEndpointError(code, message, details);
+}
+
+function parseJsonObject(text: string): Record<string, unknown> | undefined {
+  if (text.trim() === '') return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `expires_in` as a positive number of seconds; servers send a number or a numeric string. */
+function parseExpiresIn(value: unknown): number | undefined {
+  const seconds = typeof value === 'number' ? value
+    : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : Number.NaN;
+  return Number.isFinite(seconds) && seconds > 0 ? seconds : undefined;
+}
+
+/** The `exp` of a JWT access token (not verified: the token is the server's business), else `undefined`. */
+function readJwtExp(accessToken: string): number | undefined {
+  try {
+    const { exp } = decodeJwt(accessToken);
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A server-supplied word (an error code, a token type) reduced to harmless characters. */
+function safeWord(value: unknown, max = 32): string {
+  return String(value).replace(/[^A-Za-z0-9_.:-]/g, '').slice(0, max);
+}
+
+/**
+ * A server's `error_description`, made safe for a message: control characters removed, anything
+ * we sent as a secret and anything shaped like a JWT replaced, and at most 300 characters.
+ */
+function sanitizeDescription(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) out = out.split(secret).join('[redacted]');
+  out = out.replace(/[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g, '[redacted]');
+  // eslint-disable-next-line no-control-regex
+  out = out.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
+  return out.length > 300 ? `${out.slice(0, 297)}...` : out;
+}
+
+/** Where a redirect points, for a message: origin and path only, and never a parse error. */
+function redirectTarget(location: string | string[] | undefined, base: URL): string {
+  if (typeof location !== 'string') return 'nowhere';
+  try {
+    return urlForLog(new URL(location, base));
+  } catch {
+    return 'an unparseable Location';
+  }
+}

@@ -1,0 +1,57 @@
+// startSidecar wiring: a listener that cannot start leaves nothing open behind it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { systemClock } from '../../src/lib/clock.js';
+import { loadConfig } from '../../src/config/load.js';
+import { startEmulator } from '../../src/emulator/emulator.js';
+import { startSidecar } from '../../src/sidecar.js';
+import { makeLogSink } from '../helpers/log-sink.js';
+
+function listen(server: Server, port = 0): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+  });
+}
+
+// Regression: when the admin port was taken, the proxy listener, token caches and key watchers
+// that had already started stayed open.
+test('a taken admin port fails start-up and closes the proxy listener and token caches', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ltp-main-'));
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const keyFile = join(dir, 'key.pem');
+  writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const emulator = await startEmulator({ clients: [{ clientId: 'C1', publicKey }] });
+  const taken = createServer();
+  const adminPort = await listen(taken);
+  const probe = createServer();
+  const proxyPort = await listen(probe);
+  await new Promise((resolve) => probe.close(resolve));
+  t.after(async () => {
+    taken.close();
+    await emulator.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const config = loadConfig({ env: {
+    LOGICNETS_URL: emulator.url, LOGICNETS_CLIENT_ID: 'C1', LOGICNETS_PRIVATE_KEY_FILE: keyFile,
+    LISTEN_PORT: String(proxyPort), ADMIN_HOST: '127.0.0.1', ADMIN_PORT: String(adminPort),
+  } });
+  await assert.rejects(startSidecar(config, { logger: makeLogSink().logger, clock: systemClock, processMetrics: false }),
+    /EADDRINUSE|in use|cannot listen/i);
+
+  // The proxy port is free again: the listener that had started was closed.
+  const again = createServer();
+  assert.equal(await listen(again, proxyPort), proxyPort);
+  await new Promise((resolve) => again.close(resolve));
+  // The token cache was closed: no further token requests arrive.
+  const before = emulator.stats.tokenRequests;
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(emulator.stats.tokenRequests, before);
+});
