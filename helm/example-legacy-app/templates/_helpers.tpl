@@ -98,8 +98,10 @@ done
 automountServiceAccountToken: false
 enableServiceLinks: false
 terminationGracePeriodSeconds: {{ max (int .Values.terminationGracePeriodSeconds) (include "logicnets-token-proxy.minTerminationGracePeriodSeconds" . | int) }}
+{{- with .Values.podSecurityContext }}
 securityContext:
-  {{- mergeOverwrite (fromYaml (include "logicnets-token-proxy.podSecurityContext" .)) (deepCopy .Values.podSecurityContext) | toYaml | nindent 2 }}
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- with .Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}

@@ -1,16 +1,36 @@
 {{/*
 The sidecar container, its environment and its probes.
 
-Use both list helpers in a pod spec; exactly one of them renders, following tokenProxy.nativeSidecar:
-  {{- with (include "logicnets-token-proxy.initContainers" .) }}
-  initContainers:
-    {{- . | nindent 4 }}
-  {{- end }}
+In a pod spec, the whole `initContainers:` field comes from one template that merges the app's own
+init containers with the sidecar (so the pod never gets two `initContainers:` keys), and the
+sidecar is appended to `containers:`; exactly one of the two holds it, following
+tokenProxy.nativeSidecar:
+  {{- include "logicnets-token-proxy.initContainersField" (dict "context" . "initContainers" .Values.initContainers) | nindent 2 }}
   containers:
     - name: app
       ...
     {{- include "logicnets-token-proxy.containers" . | nindent 4 }}
 */}}
+
+{{/*
+The pod's whole `initContainers:` field: the native sidecar first (so the app's init containers
+can already call LogicNets through it), then the app's own init containers in their order; nothing
+at all when both are empty. Takes a dict: "context" (the chart's root context) and "initContainers"
+(the app's list, may be empty or nil). Use it at the indentation of the pod spec's fields.
+*/}}
+{{- define "logicnets-token-proxy.initContainersField" -}}
+{{- $sidecar := include "logicnets-token-proxy.initContainers" .context -}}
+{{- $own := .initContainers | default list -}}
+{{- if or $sidecar $own -}}
+initContainers:
+{{- with $sidecar }}
+{{ . }}
+{{- end }}
+{{- with $own }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+{{- end -}}
 
 {{/* The sidecar as a one-item list for `initContainers:` when nativeSidecar is true; empty otherwise. */}}
 {{- define "logicnets-token-proxy.initContainers" -}}
@@ -55,11 +75,20 @@ under containers. Fails the render with an operator's sentence when a required v
   terminationMessagePolicy: FallbackToLogsOnError
 {{- end -}}
 
-{{/*
-The sidecar's environment. The key is passed as a file path (LOGICNETS_PRIVATE_KEY_FILE), never as
-a value. LISTEN_HOST stays on loopback: only the pod's own containers may use the proxy.
-*/}}
+{{/* The sidecar's environment: what the chart sets, then tokenProxy.extraEnv (whose names may not repeat the chart's). */}}
 {{- define "logicnets-token-proxy.env" -}}
+{{- include "logicnets-token-proxy.chartEnv" . -}}
+{{- with .Values.tokenProxy.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The environment the chart sets itself. The key is passed as a file path
+(LOGICNETS_PRIVATE_KEY_FILE), never as a value. LISTEN_HOST stays on loopback: only the pod's own
+containers may use the proxy.
+*/}}
+{{- define "logicnets-token-proxy.chartEnv" -}}
 - name: LISTEN_HOST
   value: "127.0.0.1"
 - name: LISTEN_PORT
@@ -125,9 +154,6 @@ a value. LISTEN_HOST stays on loopback: only the pod's own containers may use th
 - name: LOGICNETS_CA_FILE
   value: {{ . | quote }}
 {{- end }}
-{{- end }}
-{{- with .Values.tokenProxy.extraEnv }}
-{{ toYaml . }}
 {{- end }}
 {{- end -}}
 

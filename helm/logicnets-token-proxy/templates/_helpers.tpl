@@ -62,6 +62,7 @@ Stops rendering with a sentence for the operator when a required value is missin
 contradict each other. Included by the container template, so every workload gets the checks.
 */}}
 {{- define "logicnets-token-proxy.validate" -}}
+{{- $_ := required "tokenProxy.image.repository is required: build the image from the repository's Dockerfile, push it to a registry the cluster can pull from, and set its name here (e.g. registry.example.com/platform/logicnets-token-proxy)" .Values.tokenProxy.image.repository -}}
 {{- $_ := required "tokenProxy.privateKey.secretName is required: the name of an existing Secret holding the LogicNets server user's private key (kubectl create secret generic logicnets-client-key --from-file=private-key.pem=./server-user.pem)" .Values.tokenProxy.privateKey.secretName -}}
 {{- if include "logicnets-token-proxy.fileUpstreams" . -}}
 {{- if or .Values.tokenProxy.upstream.url .Values.tokenProxy.upstream.clientId -}}
@@ -70,6 +71,18 @@ contradict each other. Included by the container template, so every workload get
 {{- else -}}
 {{- $_ := required "tokenProxy.upstream.url is required: the base URL of the LogicNets installation including the company, e.g. https://lua5.logicnets.local/logicnets" .Values.tokenProxy.upstream.url -}}
 {{- $_ := required "tokenProxy.upstream.clientId is required: the client id of the LogicNets server user (AccessManagement, user type server)" .Values.tokenProxy.upstream.clientId -}}
+{{- end -}}
+{{- if eq (int .Values.tokenProxy.ports.proxy) (int .Values.tokenProxy.ports.admin) -}}
+{{- fail (printf "tokenProxy.ports.proxy and tokenProxy.ports.admin are both %v: the proxy and the admin endpoints need two different ports" .Values.tokenProxy.ports.proxy) -}}
+{{- end -}}
+{{- $chartEnv := list -}}
+{{- range (include "logicnets-token-proxy.chartEnv" . | fromYamlArray) -}}
+{{- $chartEnv = append $chartEnv .name -}}
+{{- end -}}
+{{- range .Values.tokenProxy.extraEnv -}}
+{{- if has .name $chartEnv -}}
+{{- fail (printf "tokenProxy.extraEnv sets %s, which the chart sets itself: use the chart's own value for it (see helm/logicnets-token-proxy/values.yaml)" .name) -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.tokenProxy.nativeSidecar (semverCompare "<1.29.0-0" .Capabilities.KubeVersion.Version) -}}
 {{- fail (printf "tokenProxy.nativeSidecar needs Kubernetes 1.29 or later (this is %s): set tokenProxy.nativeSidecar=false for a plain sidecar container, or pass --kube-version to helm template" .Capabilities.KubeVersion.Version) -}}
@@ -87,11 +100,6 @@ The least terminationGracePeriodSeconds the pod needs for the sidecar to drain: 
 {{- $delay = int .Values.tokenProxy.legacyShutdownDelay -}}
 {{- end -}}
 {{- add $delay (int .Values.tokenProxy.shutdownTimeout) 5 -}}
-{{- end -}}
-
-{{/* The pod-level security context the sidecar needs (fsGroup to read the key file). Merge the app's own over it. */}}
-{{- define "logicnets-token-proxy.podSecurityContext" -}}
-{{- toYaml .Values.tokenProxy.podSecurityContext -}}
 {{- end -}}
 
 {{/* A checksum of the sidecar's config file; as a pod annotation it rolls the pods when the config changes. */}}

@@ -3,15 +3,16 @@ The sidecar's volumes (for the pod's `volumes:` list) and its mounts (used by th
 */}}
 
 {{/*
-Pod volumes: the private key from the existing Secret (files mode 0400; readable by the sidecar
-through the pod's fsGroup, see logicnets-token-proxy.podSecurityContext), an emptyDir for /tmp,
+Pod volumes: the private key from the existing Secret (root-owned files of mode
+tokenProxy.privateKey.defaultMode, 0444 by default: without a pod-wide fsGroup the sidecar's uid
+65532 reads them through the "other" bits; only the sidecar mounts this volume), an emptyDir for /tmp,
 and the config file and CA ConfigMaps when they are set. Use it under `volumes:` with nindent.
 */}}
 {{- define "logicnets-token-proxy.volumes" -}}
 - name: logicnets-token-proxy-key
   secret:
     secretName: {{ .Values.tokenProxy.privateKey.secretName | quote }}
-    defaultMode: 256
+    defaultMode: {{ .Values.tokenProxy.privateKey.defaultMode }}
 - name: logicnets-token-proxy-tmp
   emptyDir:
     sizeLimit: {{ .Values.tokenProxy.tmpSizeLimit }}
