@@ -479,6 +479,54 @@ describe('the schema refuses what the sidecar refuses', () => {
   });
 });
 
+describe('the restricted Pod Security Standard check used on the rendered sidecar', () => {
+  const volumes = [{ name: 'key', secret: { secretName: 's' } }, { name: 'tmp', emptyDir: {} }];
+  const compliant = (): ContainerSpec => ({
+    name: 'sidecar', securityContext: structuredClone(library.values.securityContext) as ContainerSpec['securityContext'],
+    ports: [{ name: 'proxy-admin', containerPort: 9090 }], volumeMounts: [{ name: 'key', mountPath: '/k' }, { name: 'tmp', mountPath: '/tmp' }],
+  });
+
+  test('the chart\'s own security context for the sidecar is compliant on its own', () => {
+    assert.deepEqual(restrictedViolations(compliant(), volumes), []);
+  });
+
+  // Each member of the class of violations the profile names, one at a time: the check must see every one.
+  const mutations: Array<[string, (c: ContainerSpec, v: Array<Record<string, unknown>>) => void]> = [
+    ['privileged', (c) => { c.securityContext!.privileged = true; }],
+    ['allowPrivilegeEscalation true', (c) => { c.securityContext!.allowPrivilegeEscalation = true; }],
+    ['allowPrivilegeEscalation unset', (c) => { delete c.securityContext!.allowPrivilegeEscalation; }],
+    ['runAsNonRoot false', (c) => { c.securityContext!.runAsNonRoot = false; }],
+    ['runAsNonRoot unset', (c) => { delete c.securityContext!.runAsNonRoot; }],
+    ['runAsUser 0', (c) => { c.securityContext!.runAsUser = 0; }],
+    ['seccomp Unconfined', (c) => { c.securityContext!.seccompProfile = { type: 'Unconfined' }; }],
+    ['seccomp unset', (c) => { delete c.securityContext!.seccompProfile; }],
+    ['drop without ALL', (c) => { c.securityContext!.capabilities = { drop: ['NET_RAW'] }; }],
+    ['add NET_ADMIN', (c) => { c.securityContext!.capabilities!.add = ['NET_ADMIN']; }],
+    ['procMount Unmasked', (c) => { c.securityContext!.procMount = 'Unmasked'; }],
+    ['appArmor Unconfined', (c) => { c.securityContext!.appArmorProfile = { type: 'Unconfined' }; }],
+    ['SELinux type spc_t', (c) => { c.securityContext!.seLinuxOptions = { type: 'spc_t' }; }],
+    ['SELinux user', (c) => { c.securityContext!.seLinuxOptions = { user: 'system_u' }; }],
+    ['windows hostProcess', (c) => { c.securityContext!.windowsOptions = { hostProcess: true }; }],
+    ['hostPort', (c) => { c.ports![0]!.hostPort = 9090; }],
+    ['hostPath volume', (_c, v) => { v[0] = { name: 'key', hostPath: { path: '/etc' } }; }],
+    ['no security context', (c) => { delete c.securityContext; }],
+  ];
+  for (const [name, mutate] of mutations) {
+    test(`a violation is reported: ${name}`, () => {
+      const container = compliant();
+      const podVolumes = structuredClone(volumes) as Array<Record<string, unknown>>;
+      mutate(container, podVolumes);
+      assert.notDeepEqual(restrictedViolations(container, podVolumes), [], name);
+    });
+  }
+
+  test('NET_BIND_SERVICE is the one capability the profile lets a container add', () => {
+    const container = compliant();
+    container.securityContext!.capabilities!.add = ['NET_BIND_SERVICE'];
+    assert.deepEqual(restrictedViolations(container, volumes), []);
+  });
+});
+
 // ---- Rendered with real helm binaries ----
 
 interface HelmBinary { bin: string; version: string; major: number }
