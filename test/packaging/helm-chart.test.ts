@@ -709,10 +709,10 @@ for (const helm of helms) {
         runAsGroup: 65532, runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: 'RuntimeDefault' },
       });
       const mebibytes = (q: string) => Number(/^(\d+)Mi$/.exec(q)?.[1]);
-      // values.yaml states the measured idle RSS (69-71 MiB here, up to 83 MiB in the runs): the request keeps headroom over it.
-      assert.ok(mebibytes(sidecar.resources.requests.memory) >= 83 * 1.25, sidecar.resources.requests.memory);
+      // values.yaml states the measured idle RSS (69-71 MiB on Node 20, 84 MiB on Node 24): the request keeps 25% or more headroom over it.
+      assert.ok(mebibytes(sidecar.resources.requests.memory) >= 84 * 1.25, sidecar.resources.requests.memory);
       assert.ok(mebibytes(sidecar.resources.limits.memory) >= mebibytes(sidecar.resources.requests.memory));
-      assert.match(readFileSync(join(library.dir, 'values.yaml'), 'utf8'), /idle sidecar[^\n]*measured \d+-\d+ MiB RSS on Node \d+/);
+      assert.match(readFileSync(join(library.dir, 'values.yaml'), 'utf8'), /idle sidecar[\s\S]{0,120}measured \d+-\d+ MiB RSS on Node \d+/);
       assert.equal(envOf(pod.containers[0]!).get('API_URL'), 'http://127.0.0.1:8080/logicnets/WebAPIExample/function_1');
     });
 
