@@ -1,9 +1,14 @@
 /**
  * Checks of rendered Kubernetes manifests for the chart tests, without a cluster: a YAML parse that
  * refuses duplicate keys, validation of every object against the Kubernetes API schemas (npm
- * `kubernetes-models`, and `@kubernetes-models/prometheus-operator` for the PodMonitor), and the
- * container-level rules of the "restricted" Pod Security Standard.
+ * `kubernetes-models`, and `@kubernetes-models/prometheus-operator` for the PodMonitor), a check
+ * for unknown fields against the same packages' type declarations (the validators accept unknown
+ * fields, which the API server drops or refuses), and the container-level rules of the
+ * "restricted" Pod Security Standard.
  */
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { ConfigMap, Pod } from 'kubernetes-models/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
@@ -36,6 +41,74 @@ export function parseManifests(text: string): Manifest[] {
 interface Validatable { validate(): void }
 type ModelClass = new (data: never) => Validatable;
 
+const NODE_MODULES = resolve(dirname(fileURLToPath(import.meta.url)), '../../node_modules');
+
+/** The type declaration (.d.ts) of each kind, for the unknown-field check. */
+const DECLARATIONS: Record<string, string> = {
+  'v1/ConfigMap': 'kubernetes-models/v1/ConfigMap',
+  'v1/Pod': 'kubernetes-models/v1/Pod',
+  'apps/v1/Deployment': 'kubernetes-models/apps/v1/Deployment',
+  'batch/v1/Job': 'kubernetes-models/batch/v1/Job',
+  'networking.k8s.io/v1/NetworkPolicy': 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy',
+  'monitoring.coreos.com/v1/PodMonitor': '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor',
+};
+
+interface Declaration { fields: Map<string, string> | undefined; imports: Map<string, string> }
+const declarations = new Map<string, Declaration>();
+
+/** The first interface of a .d.ts file (field -> type text) and its imports (type name -> .d.ts path). */
+function declaration(file: string): Declaration {
+  let found = declarations.get(file);
+  if (found) return found;
+  const text = readFileSync(file, 'utf8');
+  const imports = new Map<string, string>();
+  for (const m of text.matchAll(/^import \{ ([\w, ]+) \} from "([^"]+)";$/gm)) {
+    const target = m[2]!.startsWith('.') ? join(dirname(file), m[2]!.replace(/\.js$/, '')) : join(NODE_MODULES, m[2]!);
+    for (const name of m[1]!.split(',').map((n) => n.trim())) imports.set(name, `${target}.d.ts`);
+  }
+  const body = /^export interface \w+(?: extends [\w, ]+)? \{\n([\s\S]*?)^\}/m.exec(text)?.[1];
+  let fields: Map<string, string> | undefined;
+  if (body !== undefined) {
+    fields = new Map();
+    for (const m of body.matchAll(/^ {4}"([^"]+)"\??: ([^\n]*)$/gm)) fields.set(m[1]!, m[2]!.replace(/;$/, ''));
+  }
+  found = { fields, imports };
+  declarations.set(file, found);
+  return found;
+}
+
+function unknownFields(value: unknown, type: string, file: string, path: string, out: string[]): void {
+  const array = /^Array<(.+)>$/.exec(type);
+  if (array) {
+    if (Array.isArray(value)) value.forEach((item, i) => unknownFields(item, array[1]!, file, `${path}[${i}]`, out));
+    return;
+  }
+  const target = declaration(file).imports.get(type);
+  if (!target || typeof value !== 'object' || value === null || Array.isArray(value)) return;
+  const { fields } = declaration(target);
+  if (!fields) return; // a type alias (Quantity, IntOrString, Time): a leaf
+  for (const [key, item] of Object.entries(value)) {
+    const fieldType = fields.get(key);
+    if (fieldType === undefined) out.push(`${path}.${key}: unknown field`);
+    else unknownFields(item, fieldType, target, `${path}.${key}`, out);
+  }
+}
+
+/** Fields of `manifest` that its kind's API type does not have (e.g. a misspelt `restartpolicy`), one line each. */
+export function unknownFieldProblems(manifest: Manifest): string[] {
+  const module = DECLARATIONS[`${manifest.apiVersion}/${manifest.kind}`];
+  if (!module) return [`${manifest.apiVersion}/${manifest.kind}: no type declaration known to the test`];
+  const file = join(NODE_MODULES, `${module}.d.ts`);
+  const { fields } = declaration(file);
+  const out: string[] = [];
+  for (const [key, item] of Object.entries(manifest)) {
+    const fieldType = fields?.get(key);
+    if (fieldType === undefined) out.push(`${manifest.kind}.${key}: unknown field`);
+    else unknownFields(item, fieldType, file, `${manifest.kind}.${key}`, out);
+  }
+  return out;
+}
+
 const MODELS: Record<string, ModelClass> = {
   'v1/ConfigMap': ConfigMap as unknown as ModelClass,
   'v1/Pod': Pod as unknown as ModelClass,
@@ -48,17 +121,18 @@ const MODELS: Record<string, ModelClass> = {
 /**
  * Validates one object against the schema of its apiVersion and kind; returns the problems (empty
  * when valid). A kind without a known schema is a problem too, so nothing goes unchecked. The
- * schemas check types, required fields and enums; they do not refuse unknown fields.
+ * schemas check types, required fields and enums; unknown fields are checked against the type
+ * declarations (unknownFieldProblems).
  */
 export function schemaProblems(manifest: Manifest): string[] {
   const model = MODELS[`${manifest.apiVersion}/${manifest.kind}`];
   if (!model) return [`${manifest.apiVersion}/${manifest.kind}: no schema known to the test`];
   try {
     new model(structuredClone(manifest) as never).validate();
-    return [];
   } catch (error) {
     return [`${manifest.kind} ${manifest.metadata?.name}: ${(error as Error).message}`];
   }
+  return unknownFieldProblems(manifest);
 }
 
 /** The parts of a container spec the Pod Security Standard looks at. */

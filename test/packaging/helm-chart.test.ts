@@ -682,9 +682,19 @@ for (const helm of helms) {
       assert.equal(combinations, 24);
     });
 
-    test('the unique-key parse really refuses a duplicated key', () => {
+    test('the checks have teeth: a duplicated key, a misspelt field and a wrong type are all refused', () => {
       assert.throws(() => parseManifests('spec:\n  initContainers: []\n  initContainers: []\n'), /DUPLICATE_KEY/);
       assert.throws(() => parseManifests('a: 1\n---\nb: 1\nb: 2\n'), /document 2/);
+      const deployment = render('ci/minimal-values.yaml').find((m) => m.kind === 'Deployment')!;
+      const pod = podTemplateOf(deployment).spec;
+      const misspelt = structuredClone(deployment);
+      const sidecar = podTemplateOf(misspelt).spec.initContainers![0]!;
+      sidecar.restartpolicy = sidecar.restartPolicy;
+      assert.deepEqual(schemaProblems(misspelt), ['Deployment.spec.template.spec.initContainers[0].restartpolicy: unknown field']);
+      const wrongType = structuredClone(deployment);
+      (podTemplateOf(wrongType).spec.initContainers![0]!.ports![0]! as { containerPort: unknown }).containerPort = '9090';
+      assert.match(schemaProblems(wrongType).join('\n'), /containerPort must be integer/);
+      assert.ok(pod.initContainers!.length > 0);
     });
 
     test('minimal values: probes, the key file from the Secret, loopback, requests from the measured RSS, no NetworkPolicy or PodMonitor', () => {
