@@ -85,10 +85,16 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 
   checkUniqueAndUnambiguous(upstreams, problems);
   const g = (key: GlobalKey) => global.get(key) as unknown;
-  for (const key of ['upstreamTimeout', 'shutdownTimeout'] as const) {
+  for (const key of ['upstreamTimeout', 'shutdownTimeout', 'idleTimeout', 'headersTimeout', 'keepAliveTimeout'] as const) {
     if (!(Number(g(key)) > 0)) problems.push(`${key} (${GLOBAL_SCHEMA[key].env}): must be a number of seconds greater than 0`);
   }
-  if (!(Number(g('shutdownDelay')) >= 0)) problems.push('shutdownDelay (SHUTDOWN_DELAY): must be a number of seconds, 0 or more');
+  for (const key of ['shutdownDelay', 'requestTimeout'] as const) {
+    if (!(Number(g(key)) >= 0)) problems.push(`${key} (${GLOBAL_SCHEMA[key].env}): must be a number of seconds, 0 or more`);
+  }
+  for (const key of ['maxHeaderCount', 'maxConnections'] as const) {
+    if (!(Number(g(key)) >= 1)) problems.push(`${key} (${GLOBAL_SCHEMA[key].env}): must be 1 or more`);
+  }
+  if (!(Number(g('maxHeaderSize')) >= 1024)) problems.push('maxHeaderSize (MAX_HEADER_SIZE): must be 1024 bytes or more');
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
@@ -104,6 +110,14 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     readinessRequireToken: g('readinessRequireToken') as boolean,
     xForwarded: g('xForwarded') as boolean,
     retryBodyLimit: g('retryBodyLimit') as number,
+    retryBodyBudget: g('retryBodyBudget') as number,
+    idleTimeout: g('idleTimeout') as number,
+    headersTimeout: g('headersTimeout') as number,
+    requestTimeout: g('requestTimeout') as number,
+    keepAliveTimeout: g('keepAliveTimeout') as number,
+    maxHeaderCount: g('maxHeaderCount') as number,
+    maxHeaderSize: g('maxHeaderSize') as number,
+    maxConnections: g('maxConnections') as number,
   };
 }
 

@@ -49,7 +49,34 @@ export const GLOBAL_SCHEMA = {
   },
   adminPort: { doc: 'Port of the admin listener.', format: 'port', default: 9090, env: 'ADMIN_PORT' },
   upstreamTimeout: {
-    doc: 'Seconds to wait for an upstream answer before answering 504.', format: Number, default: 60, env: 'UPSTREAM_TIMEOUT',
+    doc: 'Seconds to wait for the upstream\'s response headers once the request is sent, before answering 504.',
+    format: Number, default: 60, env: 'UPSTREAM_TIMEOUT',
+  },
+  idleTimeout: {
+    doc: 'Seconds a request or response body may stall (no byte moves either way) before the exchange is cut.',
+    format: Number, default: 60, env: 'IDLE_TIMEOUT',
+  },
+  headersTimeout: {
+    doc: 'Seconds a client may take to send its request line and header fields (Node `headersTimeout`); then 408.',
+    format: Number, default: 20, env: 'HEADERS_TIMEOUT',
+  },
+  requestTimeout: {
+    doc: 'Seconds a client may take to send its whole request (Node `requestTimeout`); 0: no limit, IDLE_TIMEOUT still cuts a stalled upload.',
+    format: Number, default: 0, env: 'REQUEST_TIMEOUT',
+  },
+  keepAliveTimeout: {
+    doc: 'Seconds an idle client connection is kept open for its next request.', format: Number, default: 5, env: 'KEEP_ALIVE_TIMEOUT',
+  },
+  maxHeaderCount: {
+    doc: 'Most header fields a request may have; more are refused with 431, never forwarded.', format: 'nat', default: 200, env: 'MAX_HEADER_COUNT',
+  },
+  maxHeaderSize: {
+    doc: 'Largest request header section in bytes (Node `maxHeaderSize`); larger ones are refused with 431.',
+    format: 'nat', default: 16384, env: 'MAX_HEADER_SIZE',
+  },
+  maxConnections: {
+    doc: 'Most client connections open at once; a connection beyond it is answered 503 and closed.',
+    format: 'nat', default: 1024, env: 'MAX_CONNECTIONS',
   },
   shutdownDelay: {
     doc: 'Seconds to keep serving after SIGTERM before closing the listener (set a few seconds for a non-native sidecar).',
@@ -67,6 +94,10 @@ export const GLOBAL_SCHEMA = {
   retryBodyLimit: {
     doc: 'Largest request body in bytes kept while sending, so the request can be resent once after a 401.',
     format: 'nat', default: 1048576, env: 'RETRY_BODY_LIMIT',
+  },
+  retryBodyBudget: {
+    doc: 'Most bytes of request bodies kept for a resend at once, over all requests; a request that would exceed it is sent without a copy (a 401 then reaches the client).',
+    format: 'nat', default: 4194304, env: 'RETRY_BODY_BUDGET',
   },
   upstreams: {
     doc: 'Upstreams from the config file (each entry uses the upstream settings below in camelCase).',

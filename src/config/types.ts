@@ -48,8 +48,22 @@ export interface Config {
   /** Admin listener (probes, metrics, status); defaults to 0.0.0.0:9090. */
   readonly adminHost: string;
   readonly adminPort: number;
-  /** Time limit for an upstream answer, in seconds. */
+  /** Time limit for the upstream's response headers once the request is sent, in seconds. */
   readonly upstreamTimeout: number;
+  /** Time a request or response body may stall in either direction, in seconds. */
+  readonly idleTimeout: number;
+  /** Time a client may take for its request header section (Node `headersTimeout`), in seconds. */
+  readonly headersTimeout: number;
+  /** Time a client may take for its whole request (Node `requestTimeout`), in seconds; 0: none. */
+  readonly requestTimeout: number;
+  /** Time an idle client connection is kept, in seconds. */
+  readonly keepAliveTimeout: number;
+  /** Most header fields a request may carry; more are refused (431). */
+  readonly maxHeaderCount: number;
+  /** Largest request header section in bytes (Node `maxHeaderSize`). */
+  readonly maxHeaderSize: number;
+  /** Most client connections open at once. */
+  readonly maxConnections: number;
   /** Seconds to keep serving after SIGTERM before closing the listener. */
   readonly shutdownDelay: number;
   /** Seconds in-flight requests get to finish once the listener is closed. */
@@ -60,4 +74,6 @@ export interface Config {
   readonly xForwarded: boolean;
   /** Largest request body (bytes) kept while sending so a request can be resent after a 401. */
   readonly retryBodyLimit: number;
+  /** Most bytes of request bodies kept for resends at once, over all requests. */
+  readonly retryBodyBudget: number;
 }
