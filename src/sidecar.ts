@@ -65,7 +65,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
 
   const proxy = createProxyServer({
     config,
-    routes: stacks.map((s) => ({ upstream: s.upstream, tokens: s.tokens, agent: s.agent })),
+    routes: stacks.map((s) => ({ upstream: s.upstream, tokens: s.tokens, agent: s.agent, freshAgent: s.freshAgent })),
     logger,
     metrics,
     clock,

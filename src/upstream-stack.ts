@@ -25,6 +25,8 @@ export interface UpstreamStack {
   readonly tokens: CachingTokenSource;
   /** Keep-alive agent for proxied requests, trusting the system CAs plus `caFile`. */
   readonly agent: HttpAgent | HttpsAgent;
+  /** The same without pooling (every request a new connection): for a resend after a stale keep-alive reset. */
+  readonly freshAgent: HttpAgent | HttpsAgent;
   close(): void;
 }
 
@@ -52,6 +54,8 @@ export interface UpstreamAgentOptions {
   readonly maxFreeSockets?: number;
   /** Idle time after which a pooled connection is closed (default `IDLE_CONNECTION_TIMEOUT_MS`). */
   readonly idleTimeoutMs?: number;
+  /** `false`: no pooling, every request gets a new connection (default true). */
+  readonly pooled?: boolean;
 }
 
 /**
@@ -60,10 +64,12 @@ export interface UpstreamAgentOptions {
  * connections closed after `idleTimeoutMs`. Safe for any number of concurrent requests.
  */
 export function createUpstreamAgent(url: string, ca: string | undefined, options: UpstreamAgentOptions = {}): HttpAgent | HttpsAgent {
-  const agentOptions = { keepAlive: true, maxFreeSockets: options.maxFreeSockets ?? 256, scheduling: 'lifo' as const };
+  const pooled = options.pooled ?? true;
+  const agentOptions = { keepAlive: pooled, maxFreeSockets: options.maxFreeSockets ?? 256, scheduling: 'lifo' as const };
   const agent = url.startsWith('https:')
     ? new HttpsAgent({ ...agentOptions, secureContext: trustedSecureContext(ca) })
     : new HttpAgent(agentOptions);
+  if (!pooled) return agent;
   const idleMs = options.idleTimeoutMs ?? IDLE_CONNECTION_TIMEOUT_MS;
   // Node's agent has no idle timeout of its own for free sockets (its `timeout` option also applies
   // while a connection is still being made); keepSocketAlive is its documented hook for the moment a
@@ -141,17 +147,20 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
     fetchTimeoutMs: upstream.tokenTimeout * 2000 + 1000,
   });
   const agent = createUpstreamAgent(upstream.url, ca, { maxFreeSockets: options.maxFreeSockets });
+  const freshAgent = createUpstreamAgent(upstream.url, ca, { pooled: false });
   return {
     upstream,
     keys,
     endpoint,
     tokens,
     agent,
+    freshAgent,
     close() {
       tokens.close();
       keys.close();
       endpoint.close();
       agent.destroy();
+      freshAgent.destroy();
     },
   };
 }

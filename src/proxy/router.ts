@@ -24,6 +24,8 @@ export interface Route {
   readonly tokens: CachedTokenSource;
   /** Keep-alive agent towards the upstream (an `https.Agent` for `https:` URLs). */
   readonly agent: Agent;
+  /** The same trust without pooling: a resend after a stale keep-alive reset goes out on a new connection. */
+  readonly freshAgent: Agent;
 }
 
 /** The least a route must carry for the router: its upstream's configuration. */

@@ -62,12 +62,14 @@ export async function startHarness(
   const sink = makeLogSink('trace');
   const metrics = new RecordingMetrics();
   const clock = new ManualClock();
-  const agents = routes.map((r) => r.agent ?? (r.url.startsWith('https:')
-    ? new https.Agent({ keepAlive: true, ca: r.ca })
-    : new http.Agent({ keepAlive: true })));
+  const agentFor = (r: HarnessRoute, keepAlive: boolean) => (r.url.startsWith('https:')
+    ? new https.Agent({ keepAlive, ca: r.ca })
+    : new http.Agent({ keepAlive }));
+  const agents = routes.map((r) => r.agent ?? agentFor(r, true));
+  const freshAgents = routes.map((r) => agentFor(r, false));
   const proxy = createProxyServer({
     config: { upstreamTimeout: config.upstreamTimeout ?? 10, xForwarded: config.xForwarded ?? false, retryBodyLimit: config.retryBodyLimit ?? 1024 * 1024 },
-    routes: routes.map((r, i) => ({ upstream: upstreamConfig(r.name, r.url), tokens: r.tokens, agent: agents[i] as http.Agent })),
+    routes: routes.map((r, i) => ({ upstream: upstreamConfig(r.name, r.url), tokens: r.tokens, agent: agents[i]!, freshAgent: freshAgents[i]! })),
     logger: logger ?? sink.logger,
     metrics,
     clock,
@@ -78,7 +80,7 @@ export async function startHarness(
     async close() {
       proxy.server.closeAllConnections();
       await proxy.close();
-      for (const agent of agents) agent.destroy();
+      for (const agent of [...agents, ...freshAgents]) agent.destroy();
     },
   };
 }

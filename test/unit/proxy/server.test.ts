@@ -223,8 +223,8 @@ describe('several upstreams', () => {
     assert.throws(() => createProxyServer({
       config: { upstreamTimeout: 1, xForwarded: false, retryBodyLimit: 0 },
       routes: [
-        { upstream: upstreamConfig('a', 'https://h.example/co'), tokens, agent: new http.Agent() },
-        { upstream: upstreamConfig('b', 'https://h.example:8443/co'), tokens, agent: new http.Agent() },
+        { upstream: upstreamConfig('a', 'https://h.example/co'), tokens, agent: new http.Agent(), freshAgent: new http.Agent() },
+        { upstream: upstreamConfig('b', 'https://h.example:8443/co'), tokens, agent: new http.Agent(), freshAgent: new http.Agent() },
       ],
       logger: makeLogSink().logger,
       metrics: new RecordingMetrics(),
@@ -365,14 +365,14 @@ describe('what is forwarded', () => {
     const agent = new http.Agent({ keepAlive: true });
     const proxy = createProxyServer({
       config: { upstreamTimeout: 5, xForwarded: false, retryBodyLimit: 0 },
-      routes: [{ upstream: upstreamConfig('self', 'http://127.0.0.1:1/co'), tokens, agent }],
+      routes: [{ upstream: upstreamConfig('self', 'http://127.0.0.1:1/co'), tokens, agent, freshAgent: agent }],
       logger: sink.logger, metrics: new RecordingMetrics(), clock: new ManualClock(),
     });
     // Route URLs are fixed at construction, so the loop is closed through a second instance.
     const port = await proxy.listen(0, '127.0.0.1');
     const looping = createProxyServer({
       config: { upstreamTimeout: 5, xForwarded: false, retryBodyLimit: 0 },
-      routes: [{ upstream: upstreamConfig('loop', `http://127.0.0.1:${port}/co`), tokens, agent }],
+      routes: [{ upstream: upstreamConfig('loop', `http://127.0.0.1:${port}/co`), tokens, agent, freshAgent: agent }],
       logger: sink.logger, metrics: new RecordingMetrics(), clock: new ManualClock(),
     });
     const loopPort = await looping.listen(0, '127.0.0.1');
