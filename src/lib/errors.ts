@@ -23,6 +23,11 @@ export type ErrorCode =
   | 'connect_not_supported'
   | 'loop_detected'
   | 'bad_request'
+  | 'method_not_allowed'
+  | 'upgrade_not_supported'
+  | 'transfer_coding_not_supported'
+  | 'request_header_too_large'
+  | 'too_many_connections'
   | 'not_found'
   | 'internal_error';
 
@@ -42,7 +47,8 @@ export type ProxyStatusType =
   | 'http_protocol_error'
   | 'proxy_internal_error'
   | 'proxy_configuration_error'
-  | 'proxy_loop_detected';
+  | 'proxy_loop_detected'
+  | 'connection_limit_reached';
 
 /** Options every project error takes besides its message. */
 export interface ProxyErrorOptions {

@@ -144,7 +144,7 @@ function retryAfterSeconds(error: ProxyError): number {
  * application/json`, `Cache-Control: no-store`, `Proxy-Status`, `Retry-After` on a 503, `Allow`
  * on a 405, and the JSON body.
  */
-export function renderError(error: unknown): ErrorAnswer {
+export function renderError(error: unknown, requestId?: string): ErrorAnswer {
   const failure = toProxyError(error);
   const body = JSON.stringify({ error: failure.code, message: failure.message });
   const headers: OutgoingHttpHeaders = {
@@ -153,22 +153,23 @@ export function renderError(error: unknown): ErrorAnswer {
     'cache-control': 'no-store',
     'proxy-status': formatProxyStatus(failure.proxyStatus, failure.message),
   };
+  if (requestId !== undefined) headers['x-request-id'] = requestId;
   if (failure.status === 503) headers['retry-after'] = String(retryAfterSeconds(failure));
   if (failure.status === 405) headers.allow = ALLOWED_METHODS;
   return { status: failure.status, headers, body };
 }
 
 /**
- * Ends `res` with the answer for `error`. When the response has already started (headers sent)
+ * Ends `res` with the answer for `error` (with `X-Request-Id: requestId` when given). When the response has already started (headers sent)
  * the client cannot be told any more: the connection is destroyed instead, so the client sees a
  * truncated response rather than a wrong one. Does nothing for a response already closed. When
  * the request still has an unread body, the connection is closed after the answer. Logs the
  * failure at `warn` (5xx) or `debug` (4xx) with its code, never a secret.
  */
-export function sendError(res: ServerResponse, error: unknown, logger?: Logger): void {
+export function sendError(res: ServerResponse, error: unknown, logger?: Logger, requestId?: string): void {
   const failure = toProxyError(error);
   if (logger !== undefined) {
-    const fields = { code: failure.code, status: failure.status, cause: errorCode(failure.cause) };
+    const fields = { requestId, code: failure.code, status: failure.status, cause: errorCode(failure.cause) };
     if (failure.status >= 500) logger.warn(fields, failure.message);
     else logger.debug(fields, failure.message);
   }
@@ -177,7 +178,7 @@ export function sendError(res: ServerResponse, error: unknown, logger?: Logger):
     res.destroy();
     return;
   }
-  const answer = renderError(failure);
+  const answer = renderError(failure, requestId);
   const req = res.req as ServerResponse['req'] | undefined;
   if (req !== undefined && !req.complete && hasBody(req.headers)) res.setHeader('connection', 'close');
   res.writeHead(answer.status, answer.headers);
@@ -188,8 +189,8 @@ export function sendError(res: ServerResponse, error: unknown, logger?: Logger):
  * Writes the answer for `error` on a raw socket, where no `ServerResponse` exists (a `CONNECT`, a
  * request Node could not parse), and ends the socket. Returns the status written.
  */
-export function writeRawError(socket: Duplex, error: unknown): number {
-  const answer = renderError(error);
+export function writeRawError(socket: Duplex, error: unknown, requestId?: string): number {
+  const answer = renderError(error, requestId);
   let head = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? ''}\r\n`;
   for (const [name, value] of Object.entries(answer.headers)) head += `${name}: ${String(value)}\r\n`;
   socket.end(`${head}connection: close\r\n\r\n${answer.body}`);

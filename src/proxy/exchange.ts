@@ -1,119 +1,508 @@
 /**
- * The per-request state of the proxy (`Exchange`), how it is found again from the messages it
- * touches (a symbol-keyed slot on the request, the response and the upstream request), and the
- * listeners shared by every request, which find their exchange that way instead of closing over
- * it (issue 5: no closure per request).
+ * One request through the proxy, from the client's request to the end of its response: the one
+ * owner of that request's state. It moves through explicit phases:
+ *
+ *   received -> [waiting_for_token] -> sending -> awaiting_answer -> answered -> done
+ *                         ^                |            |
+ *                         +--- resending <-+------------+   (at most once per request)
+ *
+ * - received: admitted (proxy/admission.ts), routed (proxy/router.ts); a body of known length up
+ *   to RETRY_BODY_LIMIT gets a reservation from the shared budget (proxy/retained-body.ts).
+ * - waiting_for_token: no usable token is cached; the token source is awaited (the client's idle
+ *   timer is off: the token source bounds this wait).
+ * - sending: the upstream request is out; the client's body streams to it (and into the kept
+ *   copy). IDLE_TIMEOUT cuts a body that stalls in either direction (the client socket's timeout).
+ * - awaiting_answer: the whole request is sent; UPSTREAM_TIMEOUT bounds the wait for the
+ *   response head (a deadline, not an idle timer: a dripping upstream cannot hold it open).
+ * - answered: the response head is passed on and its body streams to the client (IDLE_TIMEOUT
+ *   again); or the sidecar answered itself (an error).
+ * - resending: why a request is resent, and the only two reasons it ever is:
+ *     `unauthorized`: the upstream answered 401 and the token source says a new token is worth a
+ *       try (`invalidate()` returned true), and the body was kept: sent again with a fresh token;
+ *     `stale_connection`: the request failed with ECONNRESET on a reused keep-alive connection
+ *       before any answer, the method is idempotent and the body was kept: sent again with the
+ *       same token on a new connection.
+ *   A 401 always drops the token that drew it (`invalidate()`), resent or not.
+ * - done: the client's response closed (completed or not); everything is released and the
+ *   request's log line written.
+ *
+ * Events reach the exchange through shared listener functions (no closure per request on the hot
+ * path) that find it in a symbol slot of the message they fire on; events of an earlier attempt
+ * are recognised by their upstream request not being the current one, and ignored. Every entry
+ * point catches what it throws and answers the request with a 500, so no input can take the
+ * process down.
  */
 import { randomUUID } from 'node:crypto';
-import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { RouteState } from './route-state.js';
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { Clock } from '../lib/clock.js';
+import { ProxyError, TokenUnavailableError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { RequestLog } from '../lib/logger.js';
+import { admit } from './admission.js';
+import type { BodyLength } from './admission.js';
+import { sendError, toProxyError } from './error-response.js';
+import { forwardRequestHeaders, forwardResponseHeaders, isLoop } from './header-rules.js';
+import { CONNECT_REFUSED, LOOP_DETECTED } from './refusals.js';
+import type { RetainedBody, RetainedBodyBudget } from './retained-body.js';
+import type { Router } from './router.js';
+import type { ProxyMetrics } from './types.js';
+import type { UpstreamTarget } from './upstream-target.js';
 import type { Token } from '../token/token.js';
 
-/** Longest client-supplied `x-request-id` taken over as the request id. */
-const MAX_REQUEST_ID_LENGTH = 200;
+/** Where a request stands; see the file comment. */
+export type Phase = 'received' | 'waiting_for_token' | 'sending' | 'awaiting_answer' | 'answered' | 'resending' | 'done';
 
-/** The kept body of a request that has none: shared and frozen, never pushed to. */
-export const EMPTY_BODY: readonly Buffer[] = Object.freeze([]);
+/** Why a request was sent a second time. */
+export type ResendReason = 'unauthorized' | 'stale_connection';
 
 /**
- * Everything one request carries through the proxy. Touched only from the event loop by the
- * request's own callbacks; `attempt` tells a live callback from one of an older attempt.
+ * Methods a reset on a reused connection may resend automatically (RFC 9110 9.2.2): the upstream
+ * may have acted on the first attempt before the reset, which is harmless only for these.
  */
-export class Exchange {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
-  readonly id: string;
-  readonly startedAt: number;
-  /** Called once when the response closes (the owning proxy's bookkeeping). */
-  readonly finished: (exchange: Exchange) => void;
-  state: RouteState | undefined = undefined;
-  /** Normalised path and query sent upstream. */
-  path = '';
-  /** The headers sent upstream (also installed as `req.headers` for http-proxy-3). */
-  outgoing: OutgoingHttpHeaders | undefined = undefined;
-  /** The token of the current attempt. */
-  token: Token | undefined = undefined;
-  /** Number of the live attempt (1, then 2 after a 401 or a reset); callbacks of older attempts are ignored. */
-  attempt = 0;
-  /**
-   * The body kept for a resend (`EMPTY_BODY` when there is none), or undefined when the request
-   * cannot be replayed or the first answer was not a 401 (then nothing more is kept).
-   */
-  body: Buffer[] | readonly Buffer[] | undefined = undefined;
-  /** The client asked `Expect: 100-continue`; answered just before forwarding. */
-  expectContinue = false;
-  /** The attempt whose upstream call timed out. */
-  timedOutAttempt = 0;
-  /** Aborts a token wait when the client leaves. */
-  abort: AbortController | undefined = undefined;
-  /** The upstream request of the live attempt, once http-proxy-3 made it. */
-  proxyReq: ClientRequest | undefined = undefined;
-  /** The attempt whose upstream answer (status line and headers) has arrived. */
-  answeredAttempt = 0;
-  /** `UPSTREAM_TIMEOUT` in milliseconds. */
-  timeoutMs = 0;
+const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
-  constructor(req: IncomingMessage, res: ServerResponse, id: string, startedAt: number, finished: (exchange: Exchange) => void) {
-    this.req = req;
-    this.res = res;
-    this.id = id;
-    this.startedAt = startedAt;
-    this.finished = finished;
-  }
+/** A client's own `X-Request-Id` is taken over when it is 1 to 128 of these characters. */
+const REQUEST_ID = /^[A-Za-z0-9._~:@/+=-]{1,128}$/;
+
+/** What every exchange of one proxy shares: its parts and settings. */
+export interface ExchangeContext {
+  readonly router: Router<UpstreamTarget>;
+  readonly log: Logger;
+  readonly metrics: ProxyMetrics;
+  readonly clock: Clock;
+  readonly budget: RetainedBodyBudget;
+  readonly upstreamTimeoutMs: number;
+  readonly upstreamTimeoutSeconds: number;
+  readonly idleTimeoutMs: number;
+  readonly maxHeaderCount: number;
+  readonly xForwarded: boolean;
+  /** True once the proxy is draining: answers carry `Connection: close`. */
+  readonly closing: boolean;
+  /** Called once when the exchange is done: the log line and the metrics. */
+  finished(exchange: Exchange): void;
 }
 
-/** Slot of the `Exchange` on its request, response and upstream request. */
-export const EXCHANGE = Symbol('exchange');
-/** Slot of the attempt number on an upstream request. */
-export const ATTEMPT = Symbol('attempt');
-/** Slot marking a request that came through `'checkContinue'`. */
-export const EXPECTS_CONTINUE = Symbol('expectsContinue');
-/** A message carrying the proxy's slots. */
-export type ExchangeCarrier = { [EXCHANGE]?: Exchange; [ATTEMPT]?: number; [EXPECTS_CONTINUE]?: boolean };
+/** Slot of the exchange on its request, response and upstream requests. */
+const EXCHANGE = Symbol('exchange');
+type Carrier = { [EXCHANGE]?: Exchange };
 
 /** The exchange a request, response or upstream request belongs to, if any. */
-export function exchangeOf(message: object): Exchange | undefined {
-  return (message as ExchangeCarrier)[EXCHANGE];
+function exchangeOf(message: object): Exchange | undefined {
+  return (message as Carrier)[EXCHANGE];
 }
 
-/** The request id: the client's `x-request-id` when it is non-empty and not too long, else a new UUID. */
+/** The request id: the client's `X-Request-Id` when it is short and plain, else a new UUID. */
 export function requestIdOf(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
-  return typeof given === 'string' && given.length > 0 && given.length <= MAX_REQUEST_ID_LENGTH ? given : randomUUID();
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
 }
 
 /** A listener that ignores its event (an `'error'` listener keeps an error from being thrown). */
 export function noop(): void {}
 
-/**
- * Node's `'timeout'` listener of an upstream request (the connection was idle for
- * `UPSTREAM_TIMEOUT`): marks the attempt and aborts it, unless the idleness is the client's doing
- * (it stopped reading the response, so back-pressure holds the upstream): then it only looks again
- * after another `UPSTREAM_TIMEOUT`.
- */
-export function onUpstreamTimeout(this: ClientRequest): void {
-  const carrier = this as ClientRequest & ExchangeCarrier;
-  const exchange = carrier[EXCHANGE];
-  if (exchange !== undefined && exchange.res.writableNeedDrain && !exchange.res.destroyed) {
-    this.setTimeout(exchange.timeoutMs, onUpstreamTimeout);
-    return;
-  }
-  if (exchange !== undefined) exchange.timedOutAttempt = carrier[ATTEMPT] ?? 0;
-  this.destroy();
-}
+// ---- shared listeners: each only finds its exchange and dispatches ---------------------------
 
-/**
- * The upstream response's `'close'` listener: when it closes before it completed (the upstream
- * connection broke mid-body), the client's response is cut too instead of hanging.
- */
-export function onUpstreamResponseClose(this: IncomingMessage): void {
-  if (this.complete) return;
-  const proxyReq = (this as IncomingMessage & { req?: ClientRequest }).req;
-  if (proxyReq !== undefined) exchangeOf(proxyReq)?.res.destroy();
+function onClientData(this: IncomingMessage, chunk: Buffer): void {
+  exchangeOf(this)?.keepChunk(chunk);
 }
-
-/** The response's `'close'` listener (shared, so no closure per request): runs the exchange's `finished`. */
-export function onResponseClose(this: ServerResponse): void {
+function onUpstreamResponse(this: ClientRequest, answer: IncomingMessage): void {
   const exchange = exchangeOf(this);
-  if (exchange !== undefined) exchange.finished(exchange);
+  if (exchange === undefined) answer.resume();
+  else exchange.upstreamAnswered(this, answer);
+}
+function onUpstreamError(this: ClientRequest, error: Error): void {
+  exchangeOf(this)?.upstreamFailed(this, error);
+}
+function onUpstreamFinish(this: ClientRequest): void {
+  exchangeOf(this)?.requestSent(this);
+}
+function onAnswerClose(this: IncomingMessage): void {
+  if (this.complete) return;
+  const upstream = (this as IncomingMessage & { req?: ClientRequest }).req;
+  if (upstream !== undefined) exchangeOf(upstream)?.answerBroken(upstream);
+}
+function onHeadersTimeout(exchange: Exchange): void {
+  exchange.headersTimedOut();
+}
+function onResponseClose(this: ServerResponse): void {
+  exchangeOf(this)?.closed();
+}
+
+export class Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly id: string;
+  readonly startedAt: number;
+  readonly #ctx: ExchangeContext;
+  #phase: Phase = 'received';
+  /** The upstream, once routed. */
+  #target: UpstreamTarget | undefined = undefined;
+  /** Normalised path and query sent upstream, once routed. */
+  #path = '';
+  /** The body's framing upstream (proxy/admission.ts). */
+  #bodyLength: BodyLength = 0;
+  /** The copy of the body kept for a resend; undefined when none may be kept (or no longer). */
+  #kept: RetainedBody | undefined = undefined;
+  #expectContinue: boolean;
+  /** The token of the current attempt. */
+  #token: Token | undefined = undefined;
+  /** The current attempt's upstream request; events of any other one are ignored. */
+  #upstream: ClientRequest | undefined = undefined;
+  #resendReason: ResendReason | undefined = undefined;
+  #headersTimer: NodeJS.Timeout | undefined = undefined;
+  /** Stops waiting for a token when the client leaves. */
+  #abort: AbortController | undefined = undefined;
+
+  constructor(ctx: ExchangeContext, req: IncomingMessage, res: ServerResponse, expectContinue: boolean) {
+    this.#ctx = ctx;
+    this.req = req;
+    this.res = res;
+    this.id = requestIdOf(req);
+    this.startedAt = ctx.clock.now();
+    this.#expectContinue = expectContinue;
+    (req as Carrier)[EXCHANGE] = this;
+    (res as Carrier)[EXCHANGE] = this;
+    res.on('close', onResponseClose);
+  }
+
+  get phase(): Phase {
+    return this.#phase;
+  }
+
+  /** The upstream the request was routed to, if it was. */
+  get target(): UpstreamTarget | undefined {
+    return this.#target;
+  }
+
+  /** The path sent upstream (normalised, with the query), once routed. */
+  get path(): string {
+    return this.#path;
+  }
+
+  /** Why the request was resent, if it was. */
+  get resendReason(): ResendReason | undefined {
+    return this.#resendReason;
+  }
+
+  /** The log of the request's upstream, or the proxy's. */
+  get requestLog(): RequestLog | undefined {
+    return this.#target?.requestLog;
+  }
+
+  // ---- received ------------------------------------------------------------------------------
+
+  /** Admits and routes the request, then sends it (or answers it). */
+  start(): void {
+    try {
+      const { req } = this;
+      if (req.method === 'CONNECT') return this.#fail(CONNECT_REFUSED);
+      const framing = admit(req, this.#ctx.maxHeaderCount);
+      if (framing instanceof ProxyError) return this.#fail(framing);
+      if (req.headers.via !== undefined && isLoop(req.headers.via)) return this.#fail(LOOP_DETECTED);
+      const match = this.#ctx.router.match(req.url ?? '', req.headers.host);
+      if (match instanceof ProxyError) return this.#fail(match);
+      this.#target = match.route;
+      this.#path = match.path;
+      this.#bodyLength = framing;
+      if (framing >= 0) this.#kept = this.#ctx.budget.reserve(framing);
+      this.#sendWithToken();
+    } catch (error) {
+      this.#internalError(error);
+    }
+  }
+
+  // ---- waiting_for_token -----------------------------------------------------------------------
+
+  /** Sends with the cached token when there is one, else once the token source gives one. */
+  #sendWithToken(): void {
+    const tokens = (this.#target as UpstreamTarget).route.tokens;
+    const cached = tokens.peek();
+    if (cached !== undefined) {
+      this.#send(cached, false);
+      return;
+    }
+    this.#phase = 'waiting_for_token';
+    this.#quiet();
+    const abort = new AbortController();
+    this.#abort = abort;
+    tokens.token(abort.signal)
+      .then((token) => this.#tokenArrived(token), (error: unknown) => this.#tokenFailed(error))
+      .catch((error: unknown) => this.#internalError(error));
+  }
+
+  #tokenArrived(token: Token): void {
+    this.#abort = undefined;
+    if (this.#phase !== 'waiting_for_token') return;
+    try {
+      this.#send(token, false);
+    } catch (error) {
+      this.#internalError(error);
+    }
+  }
+
+  #tokenFailed(error: unknown): void {
+    this.#abort = undefined;
+    if (this.#phase !== 'waiting_for_token') return;
+    const failure = error instanceof ProxyError
+      ? error
+      : new TokenUnavailableError(`No access token could be obtained for the upstream ${(this.#target as UpstreamTarget).name}; see the sidecar log.`,
+        { cause: error });
+    this.#fail(failure);
+  }
+
+  // ---- sending ---------------------------------------------------------------------------------
+
+  /** Sends the current attempt with `token`; `fresh`: on a new connection. */
+  #send(token: Token, fresh: boolean): void {
+    const { req, res } = this;
+    if (res.destroyed || res.writableEnded) return;
+    const target = this.#target as UpstreamTarget;
+    const resend = this.#resendReason !== undefined;
+    let upstream: ClientRequest;
+    try {
+      const headers = forwardRequestHeaders(req.headers, {
+        host: target.host,
+        authorization: target.authorization(token),
+        httpVersion: req.httpVersion,
+        xForwarded: this.#ctx.xForwarded,
+        remoteAddress: req.socket.remoteAddress,
+        method: req.method as string,
+        bodyLength: this.#bodyLength,
+        requestId: this.id,
+      });
+      upstream = target.request(req.method as string, this.#path, headers, fresh);
+    } catch (error) {
+      // Node refused a header value. The client's passed Node's parser, so it is the token's
+      // (the token source should have refused it): drop it, never send it.
+      target.route.tokens.invalidate(token.accessToken);
+      this.#fail(new TokenUnavailableError(
+        `The access token for the upstream ${target.name} cannot be sent in an HTTP header; it was dropped. See the sidecar log.`,
+        { cause: error, retryAfterSeconds: 1 }));
+      return;
+    }
+    this.#token = token;
+    this.#upstream = upstream;
+    this.#phase = 'sending';
+    (upstream as Carrier)[EXCHANGE] = this;
+    upstream.on('response', onUpstreamResponse);
+    upstream.on('error', onUpstreamError);
+    upstream.on('finish', onUpstreamFinish);
+    this.#watch();
+    target.log.trace({ requestId: this.id, resend: this.#resendReason }, 'forwarding request');
+    if (this.#expectContinue) {
+      this.#expectContinue = false;
+      res.writeContinue();
+    }
+    if (resend) {
+      const kept = this.#kept as RetainedBody;
+      for (const chunk of kept.chunks) upstream.write(chunk);
+      upstream.end();
+      this.#dropKeptBody();
+    } else if (this.#bodyLength === 0) {
+      upstream.end();
+    } else {
+      if (this.#kept !== undefined) req.on('data', onClientData);
+      req.pipe(upstream);
+    }
+  }
+
+  /** A chunk of the client's body, kept for a resend. */
+  keepChunk(chunk: Buffer): void {
+    this.#kept?.keep(chunk);
+  }
+
+  // ---- awaiting_answer -------------------------------------------------------------------------
+
+  /** The whole request reached the upstream connection: the wait for the answer starts. */
+  requestSent(upstream: ClientRequest): void {
+    if (upstream !== this.#upstream || this.#phase !== 'sending') return;
+    this.#phase = 'awaiting_answer';
+    this.#quiet();
+    this.#headersTimer = setTimeout(onHeadersTimeout, this.#ctx.upstreamTimeoutMs, this);
+  }
+
+  headersTimedOut(): void {
+    this.#headersTimer = undefined;
+    if (this.#phase !== 'awaiting_answer') return;
+    const name = (this.#target as UpstreamTarget).name;
+    this.#fail(new ProxyError('upstream_timeout',
+      `The upstream ${name} did not answer within ${this.#ctx.upstreamTimeoutSeconds} s (UPSTREAM_TIMEOUT); raise the timeout or check the upstream.`,
+      { status: 504, proxyStatus: 'http_response_timeout' }));
+  }
+
+  /** The current attempt failed before or while sending, or while waiting for the answer. */
+  upstreamFailed(upstream: ClientRequest, error: Error): void {
+    if (upstream !== this.#upstream) return;
+    // After the answer, a failure on the request side (the upstream closed without reading the
+    // rest of the body) changes nothing: the answer is passed on whole; a broken answer body is
+    // `answerBroken`'s.
+    if (this.#phase === 'answered' || this.#phase === 'done') return;
+    try {
+      if (this.#mayResendAfterReset(upstream, error)) {
+        this.#resend('stale_connection');
+        return;
+      }
+      this.#fail(toProxyError(error, (this.#target as UpstreamTarget).name));
+    } catch (failure) {
+      this.#internalError(failure);
+    }
+  }
+
+  #mayResendAfterReset(upstream: ClientRequest, error: Error): boolean {
+    return this.#resendReason === undefined && this.#kept !== undefined && upstream.reusedSocket
+      && (error as { code?: unknown }).code === 'ECONNRESET' && IDEMPOTENT_METHODS.has(this.req.method as string);
+  }
+
+  // ---- answered --------------------------------------------------------------------------------
+
+  /** The upstream's response head arrived (possibly before the whole request was sent). */
+  upstreamAnswered(upstream: ClientRequest, answer: IncomingMessage): void {
+    if (upstream !== this.#upstream || this.#phase === 'done' || this.#phase === 'answered') {
+      answer.on('error', noop);
+      answer.resume();
+      return;
+    }
+    try {
+      this.#clearHeadersTimer();
+      const status = answer.statusCode ?? 502;
+      if (status === 401) {
+        const target = this.#target as UpstreamTarget;
+        const worthAnotherToken = target.route.tokens.invalidate((this.#token as Token).accessToken);
+        if (worthAnotherToken && this.#resendReason === undefined && this.#kept !== undefined && !this.res.destroyed) {
+          answer.on('error', noop);
+          answer.resume();
+          this.#resend('unauthorized');
+          return;
+        }
+      }
+      this.#phase = 'answered';
+      this.#dropKeptBody();
+      this.#watch();
+      const { res } = this;
+      if (res.destroyed) {
+        answer.resume();
+        return;
+      }
+      const headers = forwardResponseHeaders(answer.headers, this.id);
+      // A body the client is still sending (the upstream answered early), or a drain: the client
+      // connection ends with this answer.
+      if (this.#ctx.closing || !this.req.complete) headers.connection = 'close';
+      res.writeHead(status, answer.statusMessage, headers);
+      answer.on('close', onAnswerClose);
+      answer.on('error', noop);
+      answer.pipe(res);
+    } catch (error) {
+      answer.resume();
+      this.#internalError(error);
+    }
+  }
+
+  /** The answer's body broke off (the upstream connection failed mid-body): cut the client's too. */
+  answerBroken(upstream: ClientRequest): void {
+    if (upstream !== this.#upstream) return;
+    this.res.destroy();
+  }
+
+  // ---- resending -------------------------------------------------------------------------------
+
+  /** Sends the request once more (see the file comment for when), once its whole body is kept. */
+  #resend(reason: ResendReason): void {
+    const target = this.#target as UpstreamTarget;
+    this.#resendReason = reason;
+    this.#phase = 'resending';
+    this.#clearHeadersTimer();
+    this.#ctx.metrics.upstreamRetry(target.name);
+    target.log.debug({ requestId: this.id, reason }, reason === 'unauthorized'
+      ? 'the upstream answered 401: resending once with a fresh token'
+      : 'the reused upstream connection was closed by the upstream before it answered: resending once on a new connection');
+    const previous = this.#upstream as ClientRequest;
+    this.#upstream = undefined; // its events are ignored from here on
+    const { req } = this;
+    if (req.readableEnded) {
+      this.#resendNow();
+      return;
+    }
+    // The body is still arriving: stop sending it to the first attempt, keep collecting it.
+    req.unpipe(previous);
+    previous.destroy();
+    req.once('end', () => this.#resendNow());
+    req.resume();
+  }
+
+  #resendNow(): void {
+    if (this.#phase !== 'resending' || this.res.destroyed) return;
+    try {
+      if (this.#resendReason === 'unauthorized') this.#sendWithToken();
+      else this.#send(this.#token as Token, true);
+    } catch (error) {
+      this.#internalError(error);
+    }
+  }
+
+  // ---- done ------------------------------------------------------------------------------------
+
+  /** The client's response closed (completed, failed or abandoned): release everything, log. */
+  closed(): void {
+    if (this.#phase === 'done') return;
+    this.#phase = 'done';
+    this.#clearHeadersTimer();
+    this.#abort?.abort();
+    this.#abort = undefined;
+    const upstream = this.#upstream;
+    // An unfinished exchange, or an upload the upstream no longer reads: that connection cannot be reused.
+    if (upstream !== undefined && (!this.res.writableFinished || !upstream.writableFinished)) upstream.destroy();
+    this.#dropKeptBody();
+    this.#ctx.finished(this);
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------------
+
+  /** Answers with `error` (JSON, Proxy-Status); the current attempt, if any, is abandoned. */
+  #fail(error: unknown): void {
+    if (this.#phase === 'done') return;
+    this.#phase = 'answered';
+    this.#clearHeadersTimer();
+    const upstream = this.#upstream;
+    this.#upstream = undefined;
+    upstream?.destroy();
+    this.#dropKeptBody();
+    this.#watch();
+    sendError(this.res, error, this.#target?.log ?? this.#ctx.log, this.id);
+  }
+
+  /** An exception of the sidecar's own: the request gets a 500 (or is cut), the process goes on. */
+  #internalError(error: unknown): void {
+    this.#ctx.log.error({ requestId: this.id, err: error }, 'unexpected failure while handling a request');
+    try {
+      this.#fail(new ProxyError('internal_error', 'The sidecar failed while handling the request; see its log.',
+        { status: 500, proxyStatus: 'proxy_internal_error', cause: error }));
+    } catch {
+      this.res.destroy();
+    }
+  }
+
+  #dropKeptBody(): void {
+    const kept = this.#kept;
+    if (kept === undefined) return;
+    this.#kept = undefined;
+    this.req.off('data', onClientData);
+    kept.release();
+  }
+
+  #clearHeadersTimer(): void {
+    if (this.#headersTimer !== undefined) {
+      clearTimeout(this.#headersTimer);
+      this.#headersTimer = undefined;
+    }
+  }
+
+  /** Bytes should move: the client connection's idle timer (IDLE_TIMEOUT) runs. */
+  #watch(): void {
+    this.req.socket?.setTimeout(this.#ctx.idleTimeoutMs);
+  }
+
+  /** Waiting on the sidecar's side (a token, the upstream's answer): the client's idle timer is off. */
+  #quiet(): void {
+    this.req.socket?.setTimeout(0);
+  }
 }

@@ -18,13 +18,21 @@ export const HOP_BY_HOP_FIELDS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Request fields the sidecar drops on top of the hop-by-hop ones and sets itself: the client's
- * own credentials and `Host` (replaced), `Via` (extended), and `Expect` (the sidecar answers
- * `100 Continue` to the client itself; the body is already on its way when the upstream is asked).
+ * Request fields the sidecar drops on top of the hop-by-hop ones and sets itself: the framing
+ * (`Content-Length`, and `Transfer-Encoding` above: the sidecar frames every request it forwards),
+ * the client's own credentials and `Host` (replaced), `Via` (extended), `X-Request-Id` (the
+ * sidecar's id), and `Expect` (the sidecar answers `100 Continue` itself; the body is already on
+ * its way when the upstream is asked).
  */
 const REPLACED_REQUEST_FIELDS: ReadonlySet<string> = new Set([
-  ...HOP_BY_HOP_FIELDS, 'authorization', 'host', 'via', 'expect',
+  ...HOP_BY_HOP_FIELDS, 'content-length', 'authorization', 'host', 'via', 'expect', 'x-request-id',
 ]);
+
+/** Response fields the sidecar sets itself. */
+const REPLACED_RESPONSE_FIELDS: ReadonlySet<string> = new Set([...HOP_BY_HOP_FIELDS, 'x-request-id']);
+
+/** Methods whose requests are expected to carry a body: without one they are sent with `Content-Length: 0`. */
+const BODY_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH']);
 
 const X_FORWARDED_FIELDS: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
 
@@ -46,6 +54,12 @@ export interface RequestHeaderOptions {
   readonly xForwarded: boolean;
   /** The client's address for `X-Forwarded-For`. */
   readonly remoteAddress: string | undefined;
+  /** The request method, for the framing of a request without a body. */
+  readonly method: string;
+  /** The body's framing upstream: its exact length, or -1 for chunked (proxy/admission.ts). */
+  readonly bodyLength: number;
+  /** The request id sent as `X-Request-Id`. */
+  readonly requestId: string;
 }
 
 /**
@@ -66,11 +80,12 @@ export function connectionOptions(value: string | string[] | undefined): Readonl
 
 /**
  * The header fields to send upstream: everything the client sent except the hop-by-hop fields
- * (and any named in its `Connection`), its `Authorization`, `Proxy-Authorization`, `Host`,
- * `Expect`; then `Host` set to the upstream's, `Authorization` to the sidecar's, `Via` extended
- * with the sidecar, and `X-Forwarded-*` only when `xForwarded` is set. A request body of unknown
- * length keeps `Transfer-Encoding` so the next hop is framed the same way. Returns a new object;
- * `incoming` is not changed.
+ * (and any named in its `Connection`), its framing fields, `Authorization`, `Proxy-Authorization`,
+ * `Host`, `Expect` and `X-Request-Id`; then `Host` set to the upstream's, `Authorization` to the
+ * sidecar's, `Via` extended with the sidecar, `X-Request-Id` to the request's id, `X-Forwarded-*`
+ * only when `xForwarded` is set, and the framing the sidecar decided: `Content-Length: n`,
+ * `Transfer-Encoding: chunked`, or nothing for a body-less GET/HEAD/DELETE/OPTIONS (`Content-Length:
+ * 0` for a body-less POST/PUT/PATCH). Returns a new object; `incoming` is not changed.
  */
 export function forwardRequestHeaders(incoming: IncomingHttpHeaders, options: RequestHeaderOptions): OutgoingHttpHeaders {
   const named = connectionOptions(incoming.connection);
@@ -84,8 +99,10 @@ export function forwardRequestHeaders(incoming: IncomingHttpHeaders, options: Re
   outgoing.authorization = options.authorization;
   const hop = options.httpVersion === '1.0' ? VIA_10 : VIA_11;
   outgoing.via = incoming.via === undefined || incoming.via === '' ? hop : `${incoming.via}, ${hop}`;
-  const transferEncoding = incoming['transfer-encoding'];
-  if (transferEncoding !== undefined) outgoing['transfer-encoding'] = transferEncoding;
+  outgoing['x-request-id'] = options.requestId;
+  const length = options.bodyLength;
+  if (length < 0) outgoing['transfer-encoding'] = 'chunked';
+  else if (length > 0 || BODY_METHODS.has(options.method)) outgoing['content-length'] = length;
   if (options.xForwarded) {
     const forwardedFor = incoming['x-forwarded-for'];
     const client = options.remoteAddress ?? 'unknown';
@@ -99,15 +116,17 @@ export function forwardRequestHeaders(incoming: IncomingHttpHeaders, options: Re
 
 /**
  * The header fields to send back to the client: the upstream's, minus the hop-by-hop fields and
- * any its `Connection` names, with `Via` extended by the sidecar. Returns a new object.
+ * any its `Connection` names, with `Via` extended by the sidecar and `X-Request-Id` the request's
+ * id. Returns a new object.
  */
-export function forwardResponseHeaders(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
+export function forwardResponseHeaders(incoming: IncomingHttpHeaders, requestId: string): OutgoingHttpHeaders {
   const named = connectionOptions(incoming.connection);
   const outgoing: OutgoingHttpHeaders = {};
   for (const name in incoming) {
-    if (HOP_BY_HOP_FIELDS.has(name) || named?.has(name) === true) continue;
+    if (REPLACED_RESPONSE_FIELDS.has(name) || named?.has(name) === true) continue;
     outgoing[name] = incoming[name];
   }
+  outgoing['x-request-id'] = requestId;
   outgoing.via = incoming.via === undefined || incoming.via === '' ? VIA_11 : `${incoming.via}, ${VIA_11}`;
   return outgoing;
 }

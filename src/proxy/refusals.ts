@@ -1,13 +1,17 @@
 /**
- * What the proxy refuses outright, without routing or a token: `CONNECT` tunnels (answered 405,
- * on the raw socket for `CONNECT host:port`), requests that looped back through the sidecar, and
- * requests Node could not parse (answered on the raw socket, then closed).
+ * What the proxy refuses on the raw socket, where no `ServerResponse` exists: `CONNECT` tunnels
+ * (405), protocol upgrades (501), connections beyond `MAX_CONNECTIONS` (503), and requests Node
+ * could not parse (400, 408, 431). Each answer is the usual JSON with `Proxy-Status` and an
+ * `X-Request-Id`, and the socket is closed after it. Also the shared `ProxyError`s for CONNECT
+ * and loops, which the exchange answers like any other error.
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ProxyError } from '../lib/errors.js';
 import { writeRawError } from './error-response.js';
 import type { Logger } from '../lib/logger.js';
+import { REFUSALS } from './admission.js';
 import { noop, requestIdOf } from './exchange.js';
 import { NO_UPSTREAM } from './types.js';
 import type { ProxyMetrics } from './types.js';
@@ -23,25 +27,44 @@ export const LOOP_DETECTED = new ProxyError('loop_detected',
   'The request has passed through this sidecar already (its Via header names it); check that no upstream URL points back at the sidecar.',
   { status: 502, proxyStatus: 'proxy_loop_detected' });
 
-/**
- * Answers `CONNECT host:port` (the server's `'connect'` event) 405 on the raw socket, which is
- * then closed; writes its request log line on `log` and records it under `NO_UPSTREAM`.
- */
-export function refuseConnect(req: IncomingMessage, socket: Duplex, log: Logger, metrics: ProxyMetrics): void {
+/** The answer on a connection beyond `MAX_CONNECTIONS` (503). Shared, immutable. */
+export const OVER_CAPACITY = new ProxyError('too_many_connections',
+  'The sidecar has as many client connections open as it accepts (MAX_CONNECTIONS); retry shortly.',
+  { status: 503, proxyStatus: 'connection_limit_reached' });
+
+/** Answers a request on its raw socket, logs its line on `log` and records it under `NO_UPSTREAM`. */
+function refuseOnSocket(req: IncomingMessage, socket: Duplex, error: ProxyError, log: Logger, metrics: ProxyMetrics): void {
   socket.on('error', noop);
-  const status = writeRawError(socket, CONNECT_REFUSED);
-  log.info({ requestId: requestIdOf(req), method: 'CONNECT', status, durationMs: 0 }, 'request');
+  const requestId = requestIdOf(req);
+  const status = writeRawError(socket, error, requestId);
+  log.info({ requestId, method: req.method, status, durationMs: 0 }, 'request');
   metrics.requestFinished(NO_UPSTREAM, status, 0);
+}
+
+/** `CONNECT host:port` (the server's `'connect'` event): 405. */
+export function refuseConnect(req: IncomingMessage, socket: Duplex, log: Logger, metrics: ProxyMetrics): void {
+  refuseOnSocket(req, socket, CONNECT_REFUSED, log, metrics);
+}
+
+/** An upgrade request (the server's `'upgrade'` event: `Connection: upgrade` with `Upgrade`): 501. */
+export function refuseUpgrade(req: IncomingMessage, socket: Duplex, log: Logger, metrics: ProxyMetrics): void {
+  refuseOnSocket(req, socket, REFUSALS.upgrade, log, metrics);
+}
+
+/** A connection beyond `MAX_CONNECTIONS`: 503 at once, before its request is read, then closed. */
+export function refuseOverCapacity(socket: Duplex): void {
+  socket.on('error', noop);
+  writeRawError(socket, OVER_CAPACITY, randomUUID());
 }
 
 /**
  * A request Node could not parse (the server's `'clientError'` event): answered like every other
- * error (JSON, Proxy-Status; 431, 408 or 400), then closed. A reset, unwritable or busy socket is
- * only destroyed.
+ * error (JSON, Proxy-Status; 431, 408 or 400), then closed. A reset or unwritable socket, or one
+ * with a request still in flight (`busy`: its answer may have begun), is only destroyed.
  */
-export function refuseUnparseable(error: Error & { code?: string }, socket: Duplex, log: Logger): void {
+export function refuseUnparseable(error: Error & { code?: string }, socket: Duplex, busy: boolean, log: Logger): void {
   socket.on('error', noop);
-  if (error.code === 'ECONNRESET' || !socket.writable || (socket as Duplex & { _httpMessage?: unknown })._httpMessage) {
+  if (error.code === 'ECONNRESET' || !socket.writable || busy) {
     socket.destroy();
     return;
   }
@@ -49,6 +72,6 @@ export function refuseUnparseable(error: Error & { code?: string }, socket: Dupl
   const sentence = status === 431 ? 'The request header section is too large.'
     : status === 408 ? 'The request was not received completely in time.'
       : 'The request could not be parsed as HTTP/1.1.';
-  writeRawError(socket, new ProxyError('bad_request', sentence, { status, proxyStatus: 'http_request_error' }));
+  writeRawError(socket, new ProxyError('bad_request', sentence, { status, proxyStatus: 'http_request_error' }), randomUUID());
   log.debug({ code: error.code, status }, 'unparseable request');
 }

@@ -10,7 +10,7 @@ import type { Exchange } from './exchange.js';
  * target removed. Pure and synchronous.
  */
 export function pathForLog(exchange: Exchange): string {
-  if (exchange.state !== undefined) {
+  if (exchange.target !== undefined) {
     const q = exchange.path.indexOf('?');
     return q === -1 ? exchange.path : exchange.path.slice(0, q);
   }

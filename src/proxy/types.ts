@@ -17,7 +17,8 @@ export interface ProxyMetrics {
 
 /** Options of `createProxyServer`. */
 export interface ProxyServerOptions {
-  readonly config: Pick<Config, 'upstreamTimeout' | 'xForwarded' | 'retryBodyLimit'>;
+  readonly config: Pick<Config, 'upstreamTimeout' | 'idleTimeout' | 'headersTimeout' | 'requestTimeout' | 'keepAliveTimeout'
+    | 'maxHeaderCount' | 'maxHeaderSize' | 'maxConnections' | 'xForwarded' | 'retryBodyLimit' | 'retryBodyBudget'>;
   /** The upstreams; must not be ambiguous (the constructor throws a `ConfigError` otherwise). */
   readonly routes: readonly Route[];
   readonly logger: Logger;
@@ -34,6 +35,8 @@ export interface ProxyServer {
   listen(port: number, host: string): Promise<number>;
   /** Requests received whose response has not closed yet. */
   inFlight(): number;
+  /** Bytes of request bodies kept for a resend now, and the most ever kept at once (never above `RETRY_BODY_BUDGET`). */
+  retainedBodyBytes(): { reserved: number; peak: number };
   /**
    * Stops accepting connections, closes idle keep-alive connections (and each one as its last
    * response ends) and resolves once every connection is gone. Does not cut requests in flight

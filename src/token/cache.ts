@@ -160,10 +160,11 @@ export class CachingTokenSource implements CachedTokenSource {
   }
 
   /** Drops the cached token only if it is still `accessToken`; the next `token()` fetches (shared). */
-  invalidate(accessToken: string): void {
-    if (this.#token === undefined || this.#token.accessToken !== accessToken) return;
+  invalidate(accessToken: string): boolean {
+    if (this.#token === undefined || this.#token.accessToken !== accessToken) return true;
     this.#token = undefined;
     this.#logger.info({ upstream: this.#name }, 'dropped the cached access token after the upstream rejected it');
+    return true;
   }
 
   /** What the cache knows, for `/status` and `/readyz`. Never contains the token. */

@@ -3,7 +3,7 @@ import https from 'node:https';
 import type { UpstreamConfig } from '../../src/config/types.js';
 import type { Logger } from '../../src/lib/logger.js';
 import { createProxyServer } from '../../src/proxy/server.js';
-import type { ProxyMetrics, ProxyServer } from '../../src/proxy/server.js';
+import type { ProxyMetrics, ProxyServer, ProxyServerOptions } from '../../src/proxy/server.js';
 import { call } from './e2e-stack.js';
 import type { CallOptions, Reply } from './e2e-stack.js';
 import { ManualClock } from './manual-clock.js';
@@ -17,6 +17,15 @@ export function upstreamConfig(name: string, url: string): UpstreamConfig {
     name, url, clientId: 'client', clientIssuer: 'client', privateKeyFile: undefined, privateKey: 'unused',
     keyId: undefined, tokenUrl: `${url}/oauth2token`, tokenAudience: url, tokenMethod: 'GET', tokenScope: undefined,
     assertionTtl: 60, caFile: undefined, tokenTimeout: 5, tokenDefaultLifetime: 300,
+  };
+}
+
+/** The proxy's settings: the sidecar's defaults (src/config/schema.ts) except where `overrides` says. */
+export function proxyConfig(overrides: Partial<ProxyServerOptions['config']> = {}): ProxyServerOptions['config'] {
+  return {
+    upstreamTimeout: 10, idleTimeout: 60, headersTimeout: 20, requestTimeout: 0, keepAliveTimeout: 5, maxHeaderCount: 200,
+    maxHeaderSize: 16384, maxConnections: 1024, xForwarded: false, retryBodyLimit: 1024 * 1024, retryBodyBudget: 4 * 1024 * 1024,
+    ...overrides,
   };
 }
 
@@ -56,7 +65,7 @@ export interface Harness {
 /** Starts a proxy for `routes` (each with its own keep-alive agent). */
 export async function startHarness(
   routes: readonly HarnessRoute[],
-  config: Partial<{ upstreamTimeout: number; xForwarded: boolean; retryBodyLimit: number }> = {},
+  config: Partial<ProxyServerOptions['config']> = {},
   logger?: Logger,
 ): Promise<Harness> {
   const sink = makeLogSink('trace');
@@ -68,7 +77,7 @@ export async function startHarness(
   const agents = routes.map((r) => r.agent ?? agentFor(r, true));
   const freshAgents = routes.map((r) => agentFor(r, false));
   const proxy = createProxyServer({
-    config: { upstreamTimeout: config.upstreamTimeout ?? 10, xForwarded: config.xForwarded ?? false, retryBodyLimit: config.retryBodyLimit ?? 1024 * 1024 },
+    config: proxyConfig(config),
     routes: routes.map((r, i) => ({ upstream: upstreamConfig(r.name, r.url), tokens: r.tokens, agent: agents[i]!, freshAgent: freshAgents[i]! })),
     logger: logger ?? sink.logger,
     metrics,

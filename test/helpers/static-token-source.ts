@@ -5,6 +5,8 @@ import type { CachedTokenSource, Token, TokenState } from '../../src/token/token
 export interface StaticTokenSourceOptions {
   /** Whether `peek()` returns the cached token (default true); false makes every request await `token()`. */
   peekable?: boolean;
+  /** `invalidate()` of the cached token keeps it and answers false (the real cache's forced-refresh floor). */
+  keepOnInvalidate?: boolean;
   /** Token lifetime in ms from `Date.now()` (default one hour). */
   lifetimeMs?: number;
 }
@@ -58,12 +60,14 @@ export class StaticTokenSource implements CachedTokenSource {
     return this.#cached;
   }
 
-  invalidate(accessToken: string): void {
+  /** Answers `keep` (default: nothing kept) for a token still cached: false keeps it, as the real cache's refresh floor does. */
+  invalidate(accessToken: string): boolean {
     this.invalidations.push(accessToken);
-    if (this.#cached?.accessToken === accessToken) {
-      this.#cached = undefined;
-      this.#index++;
-    }
+    if (this.#cached?.accessToken !== accessToken) return true;
+    if (this.#options.keepOnInvalidate === true) return false;
+    this.#cached = undefined;
+    this.#index++;
+    return true;
   }
 
   state(): TokenState {

@@ -2,7 +2,10 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connectionOptions, forwardRequestHeaders, forwardResponseHeaders, isLoop, VIA_PSEUDONYM } from '../../../src/proxy/header-rules.js';
 
-const base = { host: 'lua5.logicnets.local', authorization: 'Bearer sidecar-token', httpVersion: '1.1', xForwarded: false, remoteAddress: '127.0.0.1' };
+const base = {
+  host: 'lua5.logicnets.local', authorization: 'Bearer sidecar-token', httpVersion: '1.1', xForwarded: false, remoteAddress: '127.0.0.1',
+  method: 'GET', bodyLength: 0, requestId: 'rid-1',
+};
 
 describe('forwardRequestHeaders', () => {
   test('drops hop-by-hop fields and those named in Connection; keeps end-to-end ones', () => {
@@ -10,9 +13,9 @@ describe('forwardRequestHeaders', () => {
       connection: 'keep-alive, X-Custom-Hop', 'x-custom-hop': '1', 'keep-alive': 'timeout=5', 'proxy-connection': 'keep-alive',
       te: 'trailers', upgrade: 'websocket', trailer: 'x-t', 'proxy-authenticate': 'Basic', accept: 'application/json',
       'content-type': 'text/plain', 'content-length': '4', 'x-request-id': 'r1',
-    }, base);
+    }, { ...base, method: 'POST', bodyLength: 4 });
     assert.deepEqual(out, {
-      accept: 'application/json', 'content-type': 'text/plain', 'content-length': '4', 'x-request-id': 'r1',
+      accept: 'application/json', 'content-type': 'text/plain', 'content-length': 4, 'x-request-id': 'rid-1',
       host: 'lua5.logicnets.local', authorization: 'Bearer sidecar-token', via: `1.1 ${VIA_PSEUDONYM}`,
     });
   });
@@ -32,8 +35,22 @@ describe('forwardRequestHeaders', () => {
     assert.equal(forwardRequestHeaders({}, { ...base, httpVersion: '1.0' }).via, `1.0 ${VIA_PSEUDONYM}`);
   });
 
-  test('a chunked request stays chunked for the next hop', () => {
-    assert.equal(forwardRequestHeaders({ 'transfer-encoding': 'chunked' }, base)['transfer-encoding'], 'chunked');
+  test('the framing is the sidecar\'s: never copied from the client, exactly one of length, chunked or none', () => {
+    const client = { 'transfer-encoding': 'gzip', 'content-length': '999', connection: 'content-length' };
+    const chunked = forwardRequestHeaders(client, { ...base, bodyLength: -1 });
+    assert.equal(chunked['transfer-encoding'], 'chunked');
+    assert.equal(chunked['content-length'], undefined);
+    const sized = forwardRequestHeaders(client, { ...base, method: 'DELETE', bodyLength: 12 });
+    assert.equal(sized['content-length'], 12);
+    assert.equal(sized['transfer-encoding'], undefined);
+    for (const method of ['GET', 'HEAD', 'DELETE', 'OPTIONS']) {
+      const none = forwardRequestHeaders(client, { ...base, method, bodyLength: 0 });
+      assert.equal(none['content-length'], undefined, method);
+      assert.equal(none['transfer-encoding'], undefined, method);
+    }
+    for (const method of ['POST', 'PUT', 'PATCH']) {
+      assert.equal(forwardRequestHeaders(client, { ...base, method, bodyLength: 0 })['content-length'], 0, method);
+    }
   });
 
   test('X-Forwarded-* only when configured', () => {
@@ -54,11 +71,11 @@ describe('forwardResponseHeaders', () => {
     const out = forwardResponseHeaders({
       connection: 'close, x-hop', 'x-hop': '1', 'keep-alive': 'timeout=5', 'transfer-encoding': 'chunked',
       'proxy-authenticate': 'Basic', 'www-authenticate': 'Bearer error="invalid_token"', 'set-cookie': ['a=1', 'b=2'],
-      'content-type': 'application/json',
-    });
+      'content-type': 'application/json', 'x-request-id': 'upstream-id',
+    }, 'rid-1');
     assert.deepEqual(out, {
       'www-authenticate': 'Bearer error="invalid_token"', 'set-cookie': ['a=1', 'b=2'], 'content-type': 'application/json',
-      via: `1.1 ${VIA_PSEUDONYM}`,
+      'x-request-id': 'rid-1', via: `1.1 ${VIA_PSEUDONYM}`,
     });
   });
 });

@@ -10,7 +10,7 @@ import { ConfigError } from '../../../src/lib/errors.js';
 import { createUpstreamAgent } from '../../../src/upstream-stack.js';
 import { startEchoUpstream, generatedStream, generatedSha256 } from '../../helpers/echo-upstream.js';
 import type { EchoUpstream, EchoUpstreamOptions } from '../../helpers/echo-upstream.js';
-import { RecordingMetrics, send, startHarness, upstreamConfig } from '../../helpers/proxy-harness.js';
+import { proxyConfig, RecordingMetrics, send, startHarness, upstreamConfig } from '../../helpers/proxy-harness.js';
 import type { Harness } from '../../helpers/proxy-harness.js';
 import { StaticTokenSource, unavailable } from '../../helpers/static-token-source.js';
 import { makeTestPki } from '../../helpers/tls.js';
@@ -221,7 +221,7 @@ describe('several upstreams', () => {
   test('an ambiguous configuration is refused', () => {
     const tokens = new StaticTokenSource('t');
     assert.throws(() => createProxyServer({
-      config: { upstreamTimeout: 1, xForwarded: false, retryBodyLimit: 0 },
+      config: proxyConfig({ upstreamTimeout: 1, retryBodyLimit: 0 }),
       routes: [
         { upstream: upstreamConfig('a', 'https://h.example/co'), tokens, agent: new http.Agent(), freshAgent: new http.Agent() },
         { upstream: upstreamConfig('b', 'https://h.example:8443/co'), tokens, agent: new http.Agent(), freshAgent: new http.Agent() },
@@ -318,12 +318,12 @@ describe('what is forwarded', () => {
     const res = await send(h.port, '/co/hop', {
       headers: {
         connection: 'keep-alive, x-secret-hop', 'x-secret-hop': 'no', 'keep-alive': 'timeout=5', te: 'trailers',
-        'proxy-connection': 'keep-alive', upgrade: 'h2c', 'x-end-to-end': 'yes',
+        'proxy-connection': 'keep-alive', 'x-end-to-end': 'yes',
         'x-forwarded-for': '10.0.0.9',
       },
     });
     const seen = res.json<Echo>().headers;
-    for (const name of ['x-secret-hop', 'keep-alive', 'te', 'proxy-connection', 'upgrade', 'x-forwarded-proto', 'x-forwarded-host']) {
+    for (const name of ['x-secret-hop', 'keep-alive', 'te', 'proxy-connection', 'x-forwarded-proto', 'x-forwarded-host']) {
       assert.equal(seen[name], undefined, `${name} must not be forwarded`);
     }
     assert.equal(seen['x-end-to-end'], 'yes');
@@ -364,14 +364,14 @@ describe('what is forwarded', () => {
     const sink = makeLogSink('info');
     const agent = new http.Agent({ keepAlive: true });
     const proxy = createProxyServer({
-      config: { upstreamTimeout: 5, xForwarded: false, retryBodyLimit: 0 },
+      config: proxyConfig({ upstreamTimeout: 5, retryBodyLimit: 0 }),
       routes: [{ upstream: upstreamConfig('self', 'http://127.0.0.1:1/co'), tokens, agent, freshAgent: agent }],
       logger: sink.logger, metrics: new RecordingMetrics(), clock: new ManualClock(),
     });
     // Route URLs are fixed at construction, so the loop is closed through a second instance.
     const port = await proxy.listen(0, '127.0.0.1');
     const looping = createProxyServer({
-      config: { upstreamTimeout: 5, xForwarded: false, retryBodyLimit: 0 },
+      config: proxyConfig({ upstreamTimeout: 5, retryBodyLimit: 0 }),
       routes: [{ upstream: upstreamConfig('loop', `http://127.0.0.1:${port}/co`), tokens, agent, freshAgent: agent }],
       logger: sink.logger, metrics: new RecordingMetrics(), clock: new ManualClock(),
     });
@@ -457,14 +457,15 @@ describe('401 and 403 from the upstream', () => {
     assert.deepEqual(h.metrics.retries, ['r']);
     assert.deepEqual(h.metrics.finished.map((m) => m.code), [200]);
 
-    // A GET (no body) is replayable too; a second 401 is passed through, not retried again.
+    // A GET (no body) is replayable too; a second 401 is passed through, not retried again, and
+    // its token is dropped as well.
     const stuck = new StaticTokenSource(['tok-x', 'tok-y']);
     const h2 = await startHarness([{ name: 'r2', url: `https://localhost:${retrying.port}/co`, tokens: stuck, ca: pki.caCertPem }]);
     cleanups.push(() => h2.close());
     const denied = await send(h2.port, '/co/get');
     assert.equal(denied.status, 401);
     assert.equal(denied.headers['www-authenticate'], 'Bearer error="invalid_token"');
-    assert.deepEqual(stuck.invalidations, ['tok-x']);
+    assert.deepEqual(stuck.invalidations, ['tok-x', 'tok-y']);
     assert.equal(retrying.requests.length, 4);
   });
 
@@ -498,7 +499,7 @@ describe('401 and 403 from the upstream', () => {
     assert.equal(early.requests.length, 2);
   });
 
-  test('a 401 for a body of unknown length or above the limit is passed through', async () => {
+  test('a 401 for a body of unknown length or above the limit is passed through, and its token is still dropped', async () => {
     const retrying = await startEchoUpstream({ tls: { cert: pki.serverCertPem, key: pki.serverKeyPem }, validTokens: new Set(['tok-fresh']) });
     cleanups.push(() => retrying.close());
     const tokens = new StaticTokenSource(['tok-stale', 'tok-fresh']);
@@ -509,10 +510,30 @@ describe('401 and 403 from the upstream', () => {
     assert.equal(retrying.requests.length, 1);
     assert.equal(retrying.requests[0]?.headers['transfer-encoding'], 'chunked');
     assert.equal(retrying.requests[0]?.bodySha256, generatedSha256(5000));
-    const large = await send(h.port, '/co/large', { method: 'PUT', body: Buffer.alloc(1001) });
+    // The revoked token is gone: the next upload goes out with a new one.
+    assert.deepEqual(tokens.invalidations, ['tok-stale']);
+    const next = await send(h.port, '/co/chunked', { method: 'POST', body: generatedStream(5000) });
+    assert.equal(next.status, 200);
+    assert.equal(next.json<Echo>().headers.authorization, 'Bearer tok-fresh');
+
+    const tooLarge = new StaticTokenSource(['tok-old', 'tok-fresh']);
+    const h2 = await startHarness([{ name: 'r2', url: `https://localhost:${retrying.port}/co`, tokens: tooLarge, ca: pki.caCertPem }], { retryBodyLimit: 1000 });
+    cleanups.push(() => h2.close());
+    const large = await send(h2.port, '/co/large', { method: 'PUT', body: Buffer.alloc(1001) });
     assert.equal(large.status, 401);
-    assert.equal(retrying.requests.length, 2);
-    assert.deepEqual(tokens.invalidations, []);
+    assert.deepEqual(tooLarge.invalidations, ['tok-old']);
+    assert.equal((await send(h2.port, '/co/large', { method: 'PUT', body: Buffer.alloc(1001) })).status, 200);
+  });
+
+  test('a 401 the token source will not act on (its refresh floor) is passed through without a resend', async () => {
+    const retrying = await startEchoUpstream({ tls: { cert: pki.serverCertPem, key: pki.serverKeyPem }, validTokens: new Set(['tok-fresh']) });
+    cleanups.push(() => retrying.close());
+    const tokens = new StaticTokenSource(['tok-stale', 'tok-fresh'], { keepOnInvalidate: true });
+    const h = await startHarness([{ name: 'f', url: `https://localhost:${retrying.port}/co`, tokens, ca: pki.caCertPem }]);
+    cleanups.push(() => h.close());
+    for (let i = 0; i < 5; i++) assert.equal((await send(h.port, '/co/x', { method: 'POST', body: Buffer.alloc(10) })).status, 401);
+    assert.equal(retrying.requests.length, 5, 'one upstream request per client request: no resend');
+    assert.deepEqual(h.metrics.retries, []);
   });
 
   test('a 403 is passed through and the token kept', async () => {
