@@ -59,12 +59,12 @@ export function refuseOverCapacity(socket: Duplex): void {
 
 /**
  * A request Node could not parse (the server's `'clientError'` event): answered like every other
- * error (JSON, Proxy-Status; 431, 408 or 400), then closed. A reset or unwritable socket, or one
- * with a request still in flight (`busy`: its answer may have begun), is only destroyed.
+ * error (JSON, Proxy-Status; 431, 408 or 400), then closed. A reset or unwritable socket is only
+ * destroyed. Not for a connection with a response in flight (the server waits for it to end).
  */
-export function refuseUnparseable(error: Error & { code?: string }, socket: Duplex, busy: boolean, log: Logger): void {
+export function refuseUnparseable(error: Error & { code?: string }, socket: Duplex, log: Logger): void {
   socket.on('error', noop);
-  if (error.code === 'ECONNRESET' || !socket.writable || busy) {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }

@@ -25,7 +25,7 @@ import type { Duplex } from 'node:stream';
 import type { Clock } from '../lib/clock.js';
 import { REDACTED_PATHS, RequestLog } from '../lib/logger.js';
 import type { Logger } from '../lib/logger.js';
-import { Exchange } from './exchange.js';
+import { Exchange, noop } from './exchange.js';
 import type { ExchangeContext } from './exchange.js';
 import { refuseConnect, refuseOverCapacity, refuseUnparseable, refuseUpgrade } from './refusals.js';
 import { pathForLog } from './request-log-path.js';
@@ -50,9 +50,10 @@ const PROXY_REDACT = { paths: REDACTED_PATHS.filter((path) => !path.includes('*'
 /** Slot marking a client connection refused for capacity, and one marking a request that came through `'checkContinue'`. */
 const OVER_CAPACITY = Symbol('overCapacity');
 const EXPECTS_CONTINUE = Symbol('expectsContinue');
-/** Slot of a client connection: the response in flight on it, if any. */
+/** Slots of a client connection: the response in flight on it, if any; and "close it after that response". */
 const BUSY = Symbol('busy');
-type ClientSocket = Socket & { [OVER_CAPACITY]?: boolean; [BUSY]?: ServerResponse };
+const CLOSE_AFTER = Symbol('closeAfter');
+type ClientSocket = Socket & { [OVER_CAPACITY]?: boolean; [BUSY]?: ServerResponse; [CLOSE_AFTER]?: boolean };
 
 /** A warning about refused connections is logged at most this often. */
 const CAPACITY_WARNING_INTERVAL_MS = 10_000;
@@ -154,6 +155,7 @@ class TokenProxy implements ProxyServer, ExchangeContext {
     const { res, target } = exchange;
     const socket = exchange.req.socket as ClientSocket;
     if (socket[BUSY] === res) socket[BUSY] = undefined;
+    if (socket[CLOSE_AFTER] === true) socket.destroySoon();
     const durationMs = this.clock.now() - exchange.startedAt;
     const status = res.headersSent ? res.statusCode : 499;
     (exchange.requestLog ?? this.#requestLog).write({
@@ -220,9 +222,20 @@ class TokenProxy implements ProxyServer, ExchangeContext {
   /** `Upgrade` (WebSocket, h2c): answered 501 on the raw socket, which is then closed. */
   readonly #onUpgrade = (req: IncomingMessage, socket: Duplex): void => refuseUpgrade(req, socket, this.log, this.metrics);
 
-  /** A request Node could not parse: answered like every other error (JSON, Proxy-Status), then closed. */
-  readonly #onClientError = (error: Error & { code?: string }, socket: Duplex): void =>
-    refuseUnparseable(error, socket, (socket as ClientSocket)[BUSY] !== undefined, this.log);
+  /**
+   * A request Node could not parse: answered like every other error (JSON, Proxy-Status), then
+   * closed; on a connection with a response in flight (bytes pipelined after it, also after
+   * `Connection: close`) that response is finished first, then the connection is closed.
+   */
+  readonly #onClientError = (error: Error & { code?: string }, socket: Duplex): void => {
+    const client = socket as ClientSocket;
+    if (client[BUSY] !== undefined && error.code !== 'ECONNRESET') {
+      client[CLOSE_AFTER] = true;
+      socket.on('error', noop);
+      return;
+    }
+    refuseUnparseable(error, socket, this.log);
+  };
 }
 
 function toMs(seconds: number): number {
