@@ -41,6 +41,8 @@ export interface EmulatorTokenEndpointOptions {
   clockToleranceSeconds: number;
   /** The emulator's base URL, read at every issue: the `iss` and `aud` of access tokens. */
   baseUrl: () => string;
+  /** Parameters every token request must carry with exactly these values (e.g. `audience`, `resource`). */
+  requiredParams?: Readonly<Record<string, string>>;
 }
 
 /** `client_assertion_type` of RFC 7523. */
@@ -61,6 +63,7 @@ export class EmulatorTokenEndpoint {
   readonly #tokenLifetime: number;
   readonly #tolerance: number;
   readonly #baseUrl: () => string;
+  readonly #requiredParams: Readonly<Record<string, string>>;
   readonly #signingKey: Promise<CryptoKey>;
   #fault: TokenEndpointFault = null;
   /** Access tokens issued and not revoked. */
@@ -77,6 +80,7 @@ export class EmulatorTokenEndpoint {
     this.#tokenLifetime = options.tokenLifetimeSeconds;
     this.#tolerance = options.clockToleranceSeconds;
     this.#baseUrl = options.baseUrl;
+    this.#requiredParams = options.requiredParams ?? {};
     this.#signingKey = generateKeyPair('RS256').then((pair) => pair.privateKey);
     this.#signingKey.catch(() => undefined);
   }
@@ -168,6 +172,11 @@ export class EmulatorTokenEndpoint {
     }
     const assertion = params.get('client_assertion');
     if (!assertion) throw new OAuthFailure(400, 'invalid_request', 'The client_assertion parameter is missing.');
+    for (const [name, value] of Object.entries(this.#requiredParams)) {
+      if (params.get(name) !== value) {
+        throw new OAuthFailure(400, name === 'resource' ? 'invalid_target' : 'invalid_request', `The ${name} parameter is missing or wrong.`);
+      }
+    }
     const { clientId, jti, exp } = await this.#verifier.verify(assertion);
     const requestedClientId = params.get('client_id');
     if (requestedClientId !== null && requestedClientId !== clientId) {
