@@ -24,8 +24,13 @@ export type TokenEndpointFault =
 /** An access token the emulator issued and has not forgotten. */
 export interface IssuedToken {
   clientId: string;
-  /** Expiry in epoch seconds. */
+  /** Expiry in epoch seconds (the JWT's `exp`, whole seconds). */
   exp: number;
+  /**
+   * Expiry in epoch ms: issue time plus `expires_in`, to the millisecond, which is what the API
+   * checks. A client that counts `expires_in` from when it sent the request is never later than it.
+   */
+  expiresAtMs: number;
 }
 
 /** Options of `EmulatorTokenEndpoint`. */
@@ -202,8 +207,8 @@ export class EmulatorTokenEndpoint {
       .setExpirationTime(tokenExp)
       .setJti(randomUUID())
       .sign(await this.#signingKey);
-    for (const [token, issued] of this.#tokens) if (issued.exp <= nowSeconds) this.#tokens.delete(token);
-    this.#tokens.set(accessToken, { clientId, exp: tokenExp });
+    for (const [token, issued] of this.#tokens) if (issued.expiresAtMs <= this.#clock.now()) this.#tokens.delete(token);
+    this.#tokens.set(accessToken, { clientId, exp: tokenExp, expiresAtMs: this.#clock.now() + this.#tokenLifetime * 1000 });
     this.#logger?.debug({ clientId, expiresIn: this.#tokenLifetime }, 'access token issued');
     const answer: Record<string, unknown> = { access_token: accessToken, token_type: 'Bearer', expires_in: this.#tokenLifetime };
     if (scope !== undefined) answer.scope = scope;
