@@ -215,21 +215,20 @@ export class CachingTokenSource implements CachedTokenSource {
   }
 
   /**
-   * Something the token request depends on changed (the private key or the CA file was
-   * reloaded). When the last fetch failed, the backoff is reset and a fetch starts at once (or
-   * right after the one in flight, if that fails). Does nothing while all is well: the next
-   * refresh uses the new credentials. Never throws.
+   * Something the token request depends on changed (the private key was reloaded). When the last
+   * fetch failed, the backoff is reset and a fetch starts at once; a fetch in flight that fails is
+   * retried at once. Does nothing else while all is well: the next refresh uses the new
+   * credentials. Never throws.
    */
   credentialsChanged(what: string): void {
-    if (this.#closed || this.#lastError === undefined) return;
+    if (this.#closed) return;
+    // A fetch in flight may have been signed with the old credentials: if it fails, retry at once.
+    if (this.#pending !== undefined) this.#changedDuringFetch = true;
+    if (this.#lastError === undefined) return;
     this.#consecutiveFailures = 0;
     this.#retryAt = undefined;
     this.#logger.info({ upstream: this.#name, changed: what }, 'the credentials changed after a failed token request: trying again now');
-    if (this.#pending !== undefined) {
-      this.#changedDuringFetch = true;
-      return;
-    }
-    this.#startFetch();
+    if (this.#pending === undefined) this.#startFetch();
   }
 
   /** What the cache knows, for `/status` and `/readyz`. Never contains the token. */

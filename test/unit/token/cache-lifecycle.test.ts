@@ -212,6 +212,20 @@ describe('a credentials reload ends the wait after a failure', () => {
     source.close();
   });
 
+  it('a reload during the very first fetch, which then fails, makes the retry immediate', async () => {
+    let keyFixed = false;
+    const { clock, source, calls } = setup(() => (keyFixed ? 3600 * SECOND : invalidClient()), { latencyMs: 500 });
+    source.start();
+    await clock.advance(100);
+    keyFixed = true;
+    source.credentialsChanged('private key');
+    await clock.advance(400);
+    assert.equal(calls(), 2, 'retried at once, not in 60 s');
+    await clock.advance(500);
+    assert.ok(source.peek());
+    source.close();
+  });
+
   it('does nothing while all is well', async () => {
     const { source, calls } = setup(() => 3600 * SECOND);
     await source.token();
