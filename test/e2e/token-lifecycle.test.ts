@@ -276,7 +276,7 @@ describe('token metrics', () => {
       metrics = await scrapeMetrics(sidecar.adminPort);
       assert.equal(metricValue(metrics, 'logicnets_proxy_token_request_failures_total', { upstream: name, reason: 'invalid_client' }), 1);
       assert.equal(metricValue(metrics, 'logicnets_proxy_token_valid', { upstream: name }), 0);
-      const promtool = [process.env.PROMTOOL_BIN, join(process.cwd(), '.ci/promtool/root/usr/bin/promtool')]
+      const promtool = [process.env.PROMTOOL_BIN, join(process.cwd(), '.ci/promtool/promtool')]
         .find((candidate) => candidate !== undefined && candidate !== '' && existsSync(candidate));
       if (promtool !== undefined) {
         const result = spawnSync(promtool, ['check', 'metrics'], { input: metrics, encoding: 'utf8', timeout: 30_000 });

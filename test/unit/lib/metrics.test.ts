@@ -118,7 +118,7 @@ test('the nodejs_active_*_total gauges that promtool refuses are not exposed', a
 
 /** promtool from PROMTOOL_BIN, the CI cache (.ci/promtool), or the PATH; `undefined` when none is installed. */
 function findPromtool(): string | undefined {
-  const candidates = [process.env.PROMTOOL_BIN, join(process.cwd(), '.ci/promtool/root/usr/bin/promtool')];
+  const candidates = [process.env.PROMTOOL_BIN, join(process.cwd(), '.ci/promtool/promtool')];
   for (const candidate of candidates) if (candidate !== undefined && candidate !== '' && existsSync(candidate)) return candidate;
   const which = spawnSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' });
   return which.status === 0 && which.stdout.trim() !== '' ? which.stdout.trim() : undefined;
