@@ -2,6 +2,7 @@
  * The wiring of `serve`: config -> per-upstream token stacks -> proxy listener + admin listener,
  * and the graceful shutdown on signals. Only wires; the behaviour lives in the parts.
  */
+import { readFileSync } from 'node:fs';
 import { startAdminServer } from './admin/server.js';
 import type { AdminServer } from './admin/server.js';
 import type { Clock } from './lib/clock.js';
@@ -9,6 +10,7 @@ import type { Config } from './config/types.js';
 import { installSignalHandlers, Lifecycle } from './lifecycle.js';
 import type { Logger } from './lib/logger.js';
 import { Metrics } from './lib/metrics.js';
+import { tokenFailureReason } from './token/failure-reason.js';
 import { createProxyServer } from './proxy/server.js';
 import type { ProxyServer } from './proxy/server.js';
 import { createUpstreamStack } from './upstream-stack.js';
@@ -33,6 +35,18 @@ export interface SidecarOptions {
   onExitRequest?: () => void;
   /** Collect the default process metrics (default true). */
   processMetrics?: boolean;
+  /** The `version` label of `logicnets_proxy_build_info` (default: package.json's version). */
+  version?: string;
+}
+
+/** The package's version, for `logicnets_proxy_build_info`; `unknown` when package.json cannot be read. */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 /**
@@ -41,21 +55,25 @@ export interface SidecarOptions {
  */
 export async function startSidecar(config: Config, options: SidecarOptions): Promise<Sidecar> {
   const { logger, clock } = options;
-  const metrics = new Metrics({ collectDefault: options.processMetrics ?? true });
+  const metrics = new Metrics({ collectDefault: options.processMetrics ?? true, version: options.version ?? packageVersion() });
   const stacks: UpstreamStack[] = [];
   try {
     for (const upstream of config.upstreams) {
       stacks.push(await createUpstreamStack(upstream, {
         logger,
         clock,
+        forcedRefreshFloorMs: config.tokenForcedRefreshFloor * 1000,
         observer: {
-          fetched: (token) => {
-            metrics.tokenRequest(upstream.name, 'success');
-            metrics.tokenExpiry(upstream.name, token.expiresAt);
-          },
-          failed: () => metrics.tokenRequest(upstream.name, 'failure'),
+          fetched: () => metrics.tokenSucceeded(upstream.name),
+          failed: (error) => metrics.tokenFailed(upstream.name, tokenFailureReason(error)),
+          forcedRefresh: () => metrics.tokenForcedRefresh(upstream.name),
         },
       }));
+      const { tokens } = stacks[stacks.length - 1] as UpstreamStack;
+      metrics.trackTokens(upstream.name, () => {
+        const state = tokens.state();
+        return { valid: state.valid, expiresAt: state.expiresAt };
+      });
     }
   } catch (error) {
     for (const stack of stacks) stack.close();

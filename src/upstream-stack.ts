@@ -35,6 +35,8 @@ export interface StackOptions {
   logger: Logger;
   clock: Clock;
   observer?: TokenSourceObserver;
+  /** Least time between two forced token refreshes after a 401, in ms (default 30 000). */
+  forcedRefreshFloorMs?: number;
   /** Maximum idle sockets kept per upstream (default 256). */
   maxFreeSockets?: number;
 }
@@ -121,11 +123,13 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
     audience: upstream.tokenAudience,
     ttlSeconds: upstream.assertionTtl,
     keyId: upstream.keyId,
+    type: upstream.assertionType,
   }, options.clock);
   const endpoint = new TokenEndpointClient({
     tokenUrl: upstream.tokenUrl,
     method: upstream.tokenMethod,
     scope: upstream.tokenScope,
+    extraParams: upstream.tokenParams,
     clientAuth,
     clock: options.clock,
     logger,
@@ -145,7 +149,10 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
     // lies beyond it, so the endpoint client's own timeout is what an operator sees.
     maxWaitMs: upstream.tokenTimeout * 1000 + 1000,
     fetchTimeoutMs: upstream.tokenTimeout * 2000 + 1000,
+    forcedRefreshFloorMs: options.forcedRefreshFloorMs,
   });
+  // A new key can end an invalid_client outage: the cache tries again at once instead of waiting.
+  const stopListening = keys.onReload(() => tokens.credentialsChanged('private key'));
   const agent = createUpstreamAgent(upstream.url, ca, { maxFreeSockets: options.maxFreeSockets });
   const freshAgent = createUpstreamAgent(upstream.url, ca, { pooled: false });
   return {
@@ -156,6 +163,7 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
     agent,
     freshAgent,
     close() {
+      stopListening();
       tokens.close();
       keys.close();
       endpoint.close();

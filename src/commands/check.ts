@@ -84,14 +84,7 @@ export async function runCheck(options: CheckOptions): Promise<number> {
       const bits = Buffer.from(String(jwk.n), 'base64url').length * 8;
       report({ step: 'key', status: 'ok', detail: `${prefix}RSA ${bits}-bit private key from ${upstream.privateKeyFile ?? 'LOGICNETS_PRIVATE_KEY'}; sub=${upstream.clientId} iss=${upstream.clientIssuer} aud=${upstream.tokenAudience}` });
 
-      let token: Token | undefined;
-      let tokenError: Error | undefined;
-      try {
-        token = await stack.endpoint.fetchToken();
-      } catch (error) {
-        tokenError = error as Error;
-      }
-      const serverDate = stack.endpoint.lastResponseDate;
+      const { token, error: tokenError, responseDate: serverDate } = await stack.endpoint.exchangeToken();
       if (serverDate === undefined) {
         report({ step: 'clock', status: 'warn', detail: `${prefix}no Date header from ${urlForLog(upstream.tokenUrl)}; cannot compare clocks` });
       } else {

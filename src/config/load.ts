@@ -12,6 +12,7 @@ import type { LevelWithSilent } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../lib/errors.js';
 import { isLoopbackHost } from '../lib/loopback.js';
+import { parseExtraTokenParams } from '../token/endpoint.js';
 import type { Config, UpstreamConfig } from './types.js';
 import { GLOBAL_SCHEMA, REQUIRED, UPSTREAM_KEYS, UPSTREAM_SCHEMA } from './schema.js';
 import type { GlobalKey, UpstreamKey } from './schema.js';
@@ -95,6 +96,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     if (!(Number(g(key)) >= 1)) problems.push(`${key} (${GLOBAL_SCHEMA[key].env}): must be 1 or more`);
   }
   if (!(Number(g('maxHeaderSize')) >= 1024)) problems.push('maxHeaderSize (MAX_HEADER_SIZE): must be 1024 bytes or more');
+  if (!(Number(g('tokenForcedRefreshFloor')) >= 0)) problems.push('tokenForcedRefreshFloor (TOKEN_FORCED_REFRESH_FLOOR): must be a number of seconds, 0 or more');
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
@@ -118,6 +120,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     maxHeaderCount: g('maxHeaderCount') as number,
     maxHeaderSize: g('maxHeaderSize') as number,
     maxConnections: g('maxConnections') as number,
+    tokenForcedRefreshFloor: g('tokenForcedRefreshFloor') as number,
   };
 }
 
@@ -203,6 +206,12 @@ function loadUpstream(
   if (!failed.has('tokenTimeout') && !(timeout > 0)) problems.push(`${label('tokenTimeout')}: must be a number of seconds greater than 0`);
   const lifetime = conf.get('tokenDefaultLifetime') as number;
   if (!failed.has('tokenDefaultLifetime') && !(lifetime >= 30)) problems.push(`${label('tokenDefaultLifetime')}: must be a whole number of seconds, 30 or more`);
+  let tokenParams: [string, string][] = [];
+  try {
+    tokenParams = parseExtraTokenParams(String(conf.get('tokenParams') ?? ''));
+  } catch (error) {
+    problems.push(`${label('tokenParams')}: ${(error as Error).message}`);
+  }
   const caFile = get('caFile') || undefined;
   if (caFile !== undefined && checkReadableFile(caFile, label('caFile'), problems)) {
     if (!readFileSync(caFile, 'utf8').includes('-----BEGIN CERTIFICATE-----')) {
@@ -228,6 +237,8 @@ function loadUpstream(
     caFile,
     tokenTimeout: timeout,
     tokenDefaultLifetime: lifetime,
+    assertionType: get('assertionType') as 'JWT' | 'client-authentication+jwt',
+    tokenParams,
   };
 }
 

@@ -99,6 +99,10 @@ export const GLOBAL_SCHEMA = {
     doc: 'Most bytes of request bodies kept for a resend at once, over all requests; a request that would exceed it is sent without a copy (a 401 then reaches the client).',
     format: 'nat', default: 4194304, env: 'RETRY_BODY_BUDGET',
   },
+  tokenForcedRefreshFloor: {
+    doc: 'Least seconds between two token refreshes forced by a 401 from an upstream: a 401 sooner after the last one is passed to the client and the token kept, so an upstream that refuses every token cannot turn traffic into token requests.',
+    format: Number, default: 30, env: 'TOKEN_FORCED_REFRESH_FLOOR',
+  },
   upstreams: {
     doc: 'Upstreams from the config file (each entry uses the upstream settings below in camelCase).',
     format: Array, default: [] as unknown[], env: undefined,
@@ -153,6 +157,14 @@ export const UPSTREAM_SCHEMA = {
   tokenDefaultLifetime: {
     doc: 'Lifetime in seconds assumed for a token that has neither `expires_in` nor a JWT `exp`.',
     format: 'int', default: 300, env: 'LOGICNETS_TOKEN_DEFAULT_LIFETIME',
+  },
+  assertionType: {
+    doc: '`typ` header of the client assertion: `JWT` (the LogicNets tutorial) or `client-authentication+jwt` (RFC 10070, for servers that require it).',
+    format: ['JWT', 'client-authentication+jwt'], default: 'JWT', env: 'LOGICNETS_ASSERTION_TYP',
+  },
+  tokenParams: {
+    doc: 'Extra token request parameters as a form query, e.g. `audience=api&resource=https://api.example` (in the query for GET, the form for POST); never logged. `grant_type`, `client_assertion`, `client_assertion_type`, `client_id`, `client_secret` and `scope` are refused.',
+    format: String, default: '', env: 'LOGICNETS_TOKEN_PARAMS', sensitive: true,
   },
 };
 

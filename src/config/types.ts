@@ -36,6 +36,10 @@ export interface UpstreamConfig {
   readonly tokenTimeout: number;
   /** Lifetime assumed for a token that has neither `expires_in` nor a JWT `exp`, in seconds. */
   readonly tokenDefaultLifetime: number;
+  /** The assertion's `typ` header (`loadConfig` always sets it; absent means `JWT`). */
+  readonly assertionType?: 'JWT' | 'client-authentication+jwt';
+  /** Extra token request parameters, name and value, in order (`loadConfig` always sets it; absent means none). Secret: never log. */
+  readonly tokenParams?: readonly (readonly [string, string])[];
 }
 
 /** The whole sidecar's configuration. */
@@ -76,4 +80,6 @@ export interface Config {
   readonly retryBodyLimit: number;
   /** Most bytes of request bodies kept for resends at once, over all requests. */
   readonly retryBodyBudget: number;
+  /** Least time between two forced token refreshes (after a 401) of one upstream, in seconds. */
+  readonly tokenForcedRefreshFloor: number;
 }

@@ -56,7 +56,7 @@ export class EmulatorApi {
       return;
     }
     const issued = this.#findToken(match[1]!);
-    if (issued === undefined || issued.exp * 1000 <= this.#clock.now()) {
+    if (issued === undefined || issued.expiresAtMs <= this.#clock.now()) {
       sendJson(res, 401, { error: 'invalid_token', error_description: 'The access token is unknown, revoked or expired.' },
         { 'WWW-Authenticate': `Bearer realm="${this.#company}", error="invalid_token"` });
       return;

@@ -31,6 +31,8 @@ export interface AssertionVerifierOptions {
   maxAssertionLifetimeSeconds: number;
   /** Clock skew allowed on `exp`, `iat` and `nbf`, in seconds. */
   clockToleranceSeconds: number;
+  /** When set, the assertion's `typ` header must equal it (e.g. RFC 10070's `client-authentication+jwt`). */
+  requiredType?: string;
 }
 
 /** What a verified assertion says: the client, and the `jti` and `exp` a replay check needs. */
@@ -50,6 +52,7 @@ export class AssertionVerifier {
   readonly #clock: Clock;
   readonly #maxAssertionLifetime: number;
   readonly #tolerance: number;
+  readonly #requiredType: string | undefined;
 
   /** Registers the clients; throws `TypeError` for a client whose key is not an RSA key. */
   constructor(options: AssertionVerifierOptions) {
@@ -62,19 +65,24 @@ export class AssertionVerifier {
     this.#clock = options.clock;
     this.#maxAssertionLifetime = options.maxAssertionLifetimeSeconds;
     this.#tolerance = options.clockToleranceSeconds;
+    this.#requiredType = options.requiredType;
   }
 
   /** Verifies a client assertion strictly (RFC 7523 3); rejects with an `OAuthFailure` saying why not. */
   async verify(assertion: string): Promise<VerifiedAssertion> {
     let alg: unknown;
+    let typ: unknown;
     let sub: unknown;
     try {
-      alg = decodeProtectedHeader(assertion).alg;
+      ({ alg, typ } = decodeProtectedHeader(assertion));
       sub = decodeJwt(assertion).sub;
     } catch {
       throw invalidClient('The client_assertion is not a well-formed signed JWT.');
     }
     if (alg !== 'RS256') throw invalidClient('The client assertion must be signed with RS256.');
+    if (this.#requiredType !== undefined && typ !== this.#requiredType) {
+      throw invalidClient(`The client assertion typ header must be ${this.#requiredType} (RFC 10070).`);
+    }
     if (typeof sub !== 'string' || sub === '') throw invalidClient('The client assertion has no sub claim naming the client.');
     const client = this.#clients.get(sub);
     if (client === undefined) throw invalidClient(`No client with id ${sub} is registered.`);

@@ -47,6 +47,10 @@ export interface EmulatorOptions {
   logger?: Logger;
   /** The `aud` an assertion must carry; default the emulator's base URL (`url`). */
   audience?: string;
+  /** The `typ` header an assertion must carry (e.g. `client-authentication+jwt`); default any. */
+  assertionType?: string;
+  /** Parameters every token request must carry with exactly these values (e.g. `{ audience: 'api' }`); default none. */
+  requiredTokenParams?: Readonly<Record<string, string>>;
 }
 
 /** Live counters; they only grow. */
@@ -114,6 +118,7 @@ class LogicNetsEmulator implements Emulator {
       clock: this.#clock,
       maxAssertionLifetimeSeconds: options.maxAssertionLifetimeSeconds ?? 3600,
       clockToleranceSeconds: tolerance,
+      requiredType: options.assertionType,
     });
     this.#tokenEndpoint = new EmulatorTokenEndpoint({
       verifier,
@@ -123,6 +128,7 @@ class LogicNetsEmulator implements Emulator {
       tokenLifetimeSeconds: options.tokenLifetimeSeconds ?? 300,
       clockToleranceSeconds: tolerance,
       baseUrl: () => this.#url,
+      requiredParams: options.requiredTokenParams,
     });
     this.#api = new EmulatorApi({
       company: this.#company,

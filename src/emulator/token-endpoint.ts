@@ -24,8 +24,13 @@ export type TokenEndpointFault =
 /** An access token the emulator issued and has not forgotten. */
 export interface IssuedToken {
   clientId: string;
-  /** Expiry in epoch seconds. */
+  /** Expiry in epoch seconds (the JWT's `exp`, whole seconds). */
   exp: number;
+  /**
+   * Expiry in epoch ms: issue time plus `expires_in`, to the millisecond, which is what the API
+   * checks. A client that counts `expires_in` from when it sent the request is never later than it.
+   */
+  expiresAtMs: number;
 }
 
 /** Options of `EmulatorTokenEndpoint`. */
@@ -41,6 +46,8 @@ export interface EmulatorTokenEndpointOptions {
   clockToleranceSeconds: number;
   /** The emulator's base URL, read at every issue: the `iss` and `aud` of access tokens. */
   baseUrl: () => string;
+  /** Parameters every token request must carry with exactly these values (e.g. `audience`, `resource`). */
+  requiredParams?: Readonly<Record<string, string>>;
 }
 
 /** `client_assertion_type` of RFC 7523. */
@@ -61,6 +68,7 @@ export class EmulatorTokenEndpoint {
   readonly #tokenLifetime: number;
   readonly #tolerance: number;
   readonly #baseUrl: () => string;
+  readonly #requiredParams: Readonly<Record<string, string>>;
   readonly #signingKey: Promise<CryptoKey>;
   #fault: TokenEndpointFault = null;
   /** Access tokens issued and not revoked. */
@@ -77,6 +85,7 @@ export class EmulatorTokenEndpoint {
     this.#tokenLifetime = options.tokenLifetimeSeconds;
     this.#tolerance = options.clockToleranceSeconds;
     this.#baseUrl = options.baseUrl;
+    this.#requiredParams = options.requiredParams ?? {};
     this.#signingKey = generateKeyPair('RS256').then((pair) => pair.privateKey);
     this.#signingKey.catch(() => undefined);
   }
@@ -168,6 +177,11 @@ export class EmulatorTokenEndpoint {
     }
     const assertion = params.get('client_assertion');
     if (!assertion) throw new OAuthFailure(400, 'invalid_request', 'The client_assertion parameter is missing.');
+    for (const [name, value] of Object.entries(this.#requiredParams)) {
+      if (params.get(name) !== value) {
+        throw new OAuthFailure(400, name === 'resource' ? 'invalid_target' : 'invalid_request', `The ${name} parameter is missing or wrong.`);
+      }
+    }
     const { clientId, jti, exp } = await this.#verifier.verify(assertion);
     const requestedClientId = params.get('client_id');
     if (requestedClientId !== null && requestedClientId !== clientId) {
@@ -193,8 +207,8 @@ export class EmulatorTokenEndpoint {
       .setExpirationTime(tokenExp)
       .setJti(randomUUID())
       .sign(await this.#signingKey);
-    for (const [token, issued] of this.#tokens) if (issued.exp <= nowSeconds) this.#tokens.delete(token);
-    this.#tokens.set(accessToken, { clientId, exp: tokenExp });
+    for (const [token, issued] of this.#tokens) if (issued.expiresAtMs <= this.#clock.now()) this.#tokens.delete(token);
+    this.#tokens.set(accessToken, { clientId, exp: tokenExp, expiresAtMs: this.#clock.now() + this.#tokenLifetime * 1000 });
     this.#logger?.debug({ clientId, expiresIn: this.#tokenLifetime }, 'access token issued');
     const answer: Record<string, unknown> = { access_token: accessToken, token_type: 'Bearer', expires_in: this.#tokenLifetime };
     if (scope !== undefined) answer.scope = scope;

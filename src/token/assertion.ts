@@ -13,6 +13,14 @@ import type { ClientAuth } from './token.js';
 /** The `client_assertion_type` of a JWT client assertion (RFC 7523 2.2). */
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
+/**
+ * The `typ` header values an assertion may carry: `JWT` (LogicNets' tutorial) or
+ * `client-authentication+jwt` (RFC 10070, which servers that follow it may require).
+ */
+export const ASSERTION_TYPES = ['JWT', 'client-authentication+jwt'] as const;
+/** One of `ASSERTION_TYPES`. */
+export type AssertionType = (typeof ASSERTION_TYPES)[number];
+
 /** What goes into an assertion besides the generated `iat`, `exp`, `jti` and `nonce`. */
 export interface AssertionClaims {
   /** `iss`: the client id, or the issuer LogicNets was told about. */
@@ -25,14 +33,16 @@ export interface AssertionClaims {
   readonly ttlSeconds: number;
   /** Optional `kid` header. */
   readonly keyId?: string;
+  /** The `typ` header; default `JWT`. */
+  readonly type?: AssertionType;
 }
 
 /**
  * Signs a fresh client assertion with `key` (RS256). Every call makes a new one: a new random
  * `nonce` header (16 random bytes, base64url), a new `jti` (a random UUID), and `iat` taken from
- * `clock` (whole seconds). The header is `{ alg: 'RS256', typ: 'JWT', nonce, kid? }`, never with
- * `crit`. Safe to call concurrently. Rejects with a `RangeError` for a non-positive or fractional
- * TTL or an empty `iss`/`sub`/`aud`, and with jose's error for a key RS256 cannot use.
+ * `clock` (whole seconds). The header is `{ alg: 'RS256', typ, nonce, kid? }` (`typ` from
+ * `claims.type`, default `JWT`), never with `crit`. Safe to call concurrently. Rejects with a
+ * `RangeError` for a non-positive or fractional TTL, an empty `iss`/`sub`/`aud` or an unknown type, and with jose's error for a key RS256 cannot use.
  */
 export async function signClientAssertion(key: KeyObject, claims: AssertionClaims, clock: Clock): Promise<string> {
   if (!Number.isSafeInteger(claims.ttlSeconds) || claims.ttlSeconds <= 0) {
@@ -41,8 +51,10 @@ export async function signClientAssertion(key: KeyObject, claims: AssertionClaim
   for (const [name, value] of [['issuer', claims.issuer], ['subject', claims.subject], ['audience', claims.audience]]) {
     if (typeof value !== 'string' || value === '') throw new RangeError(`the assertion ${name} must be a non-empty string`);
   }
+  const typ = claims.type ?? 'JWT';
+  if (!ASSERTION_TYPES.includes(typ)) throw new RangeError(`the assertion type must be one of ${ASSERTION_TYPES.join(', ')}`);
   const iat = Math.floor(clock.now() / 1000);
-  const header: JWTHeaderParameters = { alg: 'RS256', typ: 'JWT', nonce: randomBytes(16).toString('base64url') };
+  const header: JWTHeaderParameters = { alg: 'RS256', typ, nonce: randomBytes(16).toString('base64url') };
   if (claims.keyId !== undefined && claims.keyId !== '') header.kid = claims.keyId;
   return new SignJWT({})
     .setProtectedHeader(header)

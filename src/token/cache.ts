@@ -2,8 +2,15 @@
  * The token cache: a `CachedTokenSource` per upstream that wraps the token endpoint client. It
  * fetches at start, refreshes ahead of expiry in the background, shares one in-flight fetch among
  * any number of callers, keeps serving the current token while a refresh fails, backs off with
- * jitter (token/refresh-schedule.ts says when), and never hands out a token past `expiresAt - earlyExpiry`.
+ * jitter (token/refresh-schedule.ts says when), and never hands out a token past its early-expiry
+ * line. A 401 may force one refresh per token, not more often than a floor; a reload of the
+ * credentials (`credentialsChanged`) ends the wait after a failure at once.
  * (golang/oauth2 `reuseTokenSource`; panva/jose `src/jwks/remote.ts`; Envoy's oauth2 token provider.)
+ *
+ * Invariant (tested with a table and a seeded generator of hostile answers, test/unit/token/
+ * hostile-answers.test.ts): whatever `fetch` resolves or rejects with, every promise the cache
+ * makes settles or is handled, callers get a token or a `TokenUnavailableError`, and what is cached
+ * is a token with a finite expiry that may be handed out, never a malformed one.
  */
 import type { Clock, Timer } from '../lib/clock.js';
 import { ProxyError, TokenEndpointError, TokenUnavailableError } from '../lib/errors.js';
@@ -20,6 +27,8 @@ import type { CachedTokenSource, Token, TokenState } from './token.js';
 export interface TokenSourceObserver {
   fetched(token: Token): void;
   failed(error: Error): void;
+  /** A 401 dropped the cached token (a forced refresh); not called when the floor kept it. */
+  forcedRefresh?(): void;
 }
 
 /**
@@ -36,6 +45,11 @@ export interface CachingTokenSourceOptions extends RefreshScheduleOptions {
   observer?: TokenSourceObserver;
   /** How long one caller waits for a fetch before getting `TokenUnavailableError`. Default 15 000. */
   maxWaitMs?: number;
+  /**
+   * Least time between two forced refreshes (after a 401): a token that draws a 401 sooner after
+   * the last forced refresh is kept, and `invalidate` returns `false`. Default 30 000.
+   */
+  forcedRefreshFloorMs?: number;
   /**
    * Guard for a fetch that never settles (the endpoint client has its own timeout; this one is
    * the cache's backstop): after this long the fetch is aborted and counted as failed. Default 30 000.
@@ -72,11 +86,17 @@ export class CachingTokenSource implements CachedTokenSource {
   readonly #logger: Logger;
   readonly #observer: TokenSourceObserver | undefined;
   readonly #refreshSchedule: RefreshSchedule;
-  readonly #earlyExpiryMs: number;
   readonly #maxWaitMs: number;
   readonly #fetchTimeoutMs: number;
+  readonly #forcedRefreshFloorMs: number;
 
   #token: Token | undefined;
+  /** `refreshSchedule.usableUntil(#token)`, kept so `peek()` is one comparison. */
+  #usableUntil = 0;
+  /** When the last forced refresh (a 401 dropping the token) happened. */
+  #lastForcedAt: number | undefined;
+  /** The credentials changed while a fetch was in flight: if it fails, retry at once. */
+  #changedDuringFetch = false;
   #tokenSeq = 0;
   #fetchSeq = 0;
   #pending: PendingFetch | undefined;
@@ -99,12 +119,13 @@ export class CachingTokenSource implements CachedTokenSource {
     this.#logger = options.logger;
     this.#observer = options.observer;
     this.#refreshSchedule = new RefreshSchedule(options);
-    this.#earlyExpiryMs = this.#refreshSchedule.earlyExpiryMs;
     this.#maxWaitMs = options.maxWaitMs ?? 15_000;
     this.#fetchTimeoutMs = options.fetchTimeoutMs ?? 30_000;
+    this.#forcedRefreshFloorMs = options.forcedRefreshFloorMs ?? 30_000;
     if (!(this.#maxWaitMs > 0) || !(this.#fetchTimeoutMs > 0)) {
       throw new RangeError('maxWaitMs and fetchTimeoutMs must be positive.');
     }
+    if (!(this.#forcedRefreshFloorMs >= 0)) throw new RangeError('forcedRefreshFloorMs must be zero or more.');
   }
 
   /** Starts the first fetch in the background (refreshes then schedule themselves). Idempotent. */
@@ -152,19 +173,62 @@ export class CachingTokenSource implements CachedTokenSource {
     return this.#wait(pending.promise, signal);
   }
 
-  /** The cached token if it may be handed out now, else `undefined`. Never starts a fetch. */
+  /** The cached token if it may be handed out now, else `undefined`. Never starts a fetch. Synchronous and cheap. */
   peek(): Token | undefined {
     const token = this.#token;
     if (this.#closed || token === undefined) return undefined;
-    return this.#clock.now() < token.expiresAt - this.#earlyExpiryMs ? token : undefined;
+    return this.#clock.now() < this.#usableUntil ? token : undefined;
   }
 
-  /** Drops the cached token only if it is still `accessToken`; the next `token()` fetches (shared). */
+  /**
+   * The upstream answered 401 to a request sent with `accessToken`. Returns whether a resend with
+   * a new token is worthwhile:
+   * - `accessToken` is the cached token and no forced refresh happened within the floor: the
+   *   token is dropped, a fetch starts now (a forced refresh, counted), `true`;
+   * - it is the cached token but a forced refresh happened less than the floor ago: the token is
+   *   kept, `false` (the caller passes the 401 on);
+   * - the cache holds a different usable token or a fetch is in flight: `true`, nothing changes;
+   * - otherwise (nothing usable cached, no fetch): `true` when `token()` would fetch now, `false`
+   *   while a retry after a failure is not due yet (a resend would only get a 503).
+   * Synchronous; never throws.
+   */
   invalidate(accessToken: string): boolean {
-    if (this.#token === undefined || this.#token.accessToken !== accessToken) return true;
-    this.#token = undefined;
-    this.#logger.info({ upstream: this.#name }, 'dropped the cached access token after the upstream rejected it');
-    return true;
+    if (this.#closed) return false;
+    const now = this.#clock.now();
+    const token = this.#token;
+    if (token !== undefined && token.accessToken === accessToken) {
+      if (this.#lastForcedAt !== undefined && now - this.#lastForcedAt < this.#forcedRefreshFloorMs) {
+        this.#logger.debug({ upstream: this.#name, floorSeconds: this.#forcedRefreshFloorMs / 1000 },
+          'kept the cached access token after a 401: the last forced refresh was less than the floor ago');
+        return false;
+      }
+      this.#token = undefined;
+      this.#usableUntil = 0;
+      this.#lastForcedAt = now;
+      this.#logger.info({ upstream: this.#name }, 'dropped the cached access token after the upstream rejected it; fetching a new one');
+      notify(() => this.#observer?.forcedRefresh?.());
+      if (this.#pending === undefined) this.#startFetch();
+      return true;
+    }
+    if (this.#pending !== undefined || this.peek() !== undefined) return true;
+    return this.#retryAt === undefined || now >= this.#retryAt;
+  }
+
+  /**
+   * Something the token request depends on changed (the private key was reloaded). When the last
+   * fetch failed, the backoff is reset and a fetch starts at once; a fetch in flight that fails is
+   * retried at once. Does nothing else while all is well: the next refresh uses the new
+   * credentials. Never throws.
+   */
+  credentialsChanged(what: string): void {
+    if (this.#closed) return;
+    // A fetch in flight may have been signed with the old credentials: if it fails, retry at once.
+    if (this.#pending !== undefined) this.#changedDuringFetch = true;
+    if (this.#lastError === undefined) return;
+    this.#consecutiveFailures = 0;
+    this.#retryAt = undefined;
+    this.#logger.info({ upstream: this.#name, changed: what }, 'the credentials changed after a failed token request: trying again now');
+    if (this.#pending === undefined) this.#startFetch();
   }
 
   /** What the cache knows, for `/status` and `/readyz`. Never contains the token. */
@@ -204,6 +268,7 @@ export class CachingTokenSource implements CachedTokenSource {
     }, this.#fetchTimeoutMs);
     const pending: PendingFetch = { seq, controller, guard, promise, resolve, reject };
     this.#pending = pending;
+    this.#changedDuringFetch = false;
     let call: Promise<Token>;
     try {
       call = Promise.resolve(this.#fetchToken(controller.signal));
@@ -213,7 +278,17 @@ export class CachingTokenSource implements CachedTokenSource {
     call.then(
       (token) => this.#settle(pending, token, undefined),
       (error: unknown) => this.#settle(pending, undefined, error),
-    );
+    ).catch((error: unknown) => {
+      // #settle never throws by design; should it ever, the callers still get an answer.
+      this.#logger.error({ upstream: this.#name, err: describe(error) }, 'unexpected failure while handling a token answer');
+      if (this.#pending === pending) {
+        this.#pending = undefined;
+        pending.guard.cancel();
+        this.#retryAt = this.#clock.now() + 1000;
+        this.#schedule(1000);
+      }
+      pending.reject(this.#unavailable(asError(error), 1000));
+    });
     return pending;
   }
 
@@ -228,16 +303,26 @@ export class CachingTokenSource implements CachedTokenSource {
     this.#pending = undefined;
     pending.guard.cancel();
     const now = this.#clock.now();
-    if (token !== undefined && now < token.expiresAt - this.#earlyExpiryMs) {
-      this.#succeed(pending, token, now);
+    if (token !== undefined) {
+      const problem = tokenProblem(token);
+      if (problem !== undefined) {
+        this.#fail(pending, this.#malformedError(problem), now);
+        return;
+      }
+      const usableUntil = this.#refreshSchedule.usableUntil(token);
+      if (now < usableUntil) {
+        this.#succeed(pending, token, usableUntil, now);
+        return;
+      }
+      this.#fail(pending, this.#expiredError(token, now), now);
       return;
     }
-    const error = token !== undefined ? this.#tooShortError(token, now) : asError(failure);
-    this.#fail(pending, error, now);
+    this.#fail(pending, asError(failure), now);
   }
 
-  #succeed(pending: PendingFetch, token: Token, now: number): void {
+  #succeed(pending: PendingFetch, token: Token, usableUntil: number, now: number): void {
     this.#token = token;
+    this.#usableUntil = usableUntil;
     this.#tokenSeq = pending.seq;
     this.#lastRefreshAt = now;
     this.#lastError = undefined;
@@ -249,9 +334,9 @@ export class CachingTokenSource implements CachedTokenSource {
     this.#logger.info(
       {
         upstream: this.#name,
-        expiresAt: new Date(token.expiresAt).toISOString(),
+        expiresAt: isoTime(token.expiresAt),
         lifetimeSeconds: Math.round((token.expiresAt - now) / 1000),
-        nextRefreshAt: new Date(refreshAt).toISOString(),
+        nextRefreshAt: isoTime(refreshAt),
       },
       'obtained a new access token',
     );
@@ -266,7 +351,9 @@ export class CachingTokenSource implements CachedTokenSource {
       error instanceof ProxyError ? error.message : 'The token request failed unexpectedly; the warning in the sidecar log has the detail.';
     this.#lastError = { code, message, at: now };
     this.#lastErrorObject = error;
-    const delay = this.#refreshSchedule.retryDelay(error, this.#consecutiveFailures);
+    // A reload during the fetch may have fixed what made it fail: try again at once.
+    const delay = this.#changedDuringFetch ? 0 : this.#refreshSchedule.retryDelay(error, this.#consecutiveFailures);
+    this.#changedDuringFetch = false;
     this.#retryAt = now + delay;
     this.#schedule(delay);
     this.#logger.warn(
@@ -358,13 +445,45 @@ export class CachingTokenSource implements CachedTokenSource {
     return new TokenUnavailableError(`The token source for upstream "${this.#name}" is closed because the sidecar is shutting down.`);
   }
 
-  #tooShortError(token: Token, now: number): TokenEndpointError {
+  #expiredError(token: Token, now: number): TokenEndpointError {
+    const ago = Math.max(0, Math.round((now - token.expiresAt) / 1000));
     return new TokenEndpointError(
       'token_response_invalid',
-      `The token endpoint for upstream "${this.#name}" gave a token valid for only ${Math.max(0, Math.round((token.expiresAt - now) / 1000))}s, not more than the ${this.#earlyExpiryMs / 1000}s early-expiry margin; lower the early expiry or have the server issue longer-lived tokens.`,
+      `The token endpoint for upstream "${this.#name}" gave a token that had already expired (${ago}s ago) when it arrived; check that this machine's clock and the token endpoint's agree (NTP).`,
       { retryable: false },
     );
   }
+
+  #malformedError(problem: string): TokenEndpointError {
+    return new TokenEndpointError(
+      'token_response_invalid',
+      `The token endpoint client for upstream "${this.#name}" produced an unusable token (${problem}); it was not cached.`,
+      { retryable: false },
+    );
+  }
+}
+
+/** What is wrong with a token the fetch produced, or `undefined` when it can be cached. */
+function tokenProblem(token: unknown): string | undefined {
+  if (typeof token !== 'object' || token === null) return 'not a token';
+  const { accessToken, expiresAt, obtainedAt } = token as Partial<Token>;
+  if (typeof accessToken !== 'string' || !B64TOKEN.test(accessToken)) return 'the access token is not RFC 6750 b64token syntax';
+  if (typeof expiresAt !== 'number' || !Number.isFinite(expiresAt) || Math.abs(expiresAt) > MAX_TIME_MS) return 'the expiry is not a time';
+  if (typeof obtainedAt !== 'number' || !Number.isFinite(obtainedAt) || Math.abs(obtainedAt) > MAX_TIME_MS) return 'the time it was obtained is not a time';
+  return undefined;
+}
+
+/** RFC 6750 2.1 `b64token`: what may follow `Bearer ` in an `Authorization` field. */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+/** The largest time `Date` can represent (epoch ms). */
+const MAX_TIME_MS = 8.64e15;
+
+function isoTime(epochMs: number): string {
+  return Number.isFinite(epochMs) && Math.abs(epochMs) <= MAX_TIME_MS ? new Date(epochMs).toISOString() : String(epochMs);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : typeof error;
 }
 
 function asError(value: unknown): Error {

@@ -23,6 +23,46 @@ import { transportErrorCode, transportFailure } from './transport-error.js';
 /** Default cap on a token response body, in bytes. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
 
+/**
+ * Token request parameters the sidecar sets itself: extra parameters may not name them (`scope`
+ * has its own option). Compared case-sensitively, as OAuth parameter names are.
+ */
+export const RESERVED_TOKEN_PARAMS: ReadonlySet<string> = new Set([
+  'grant_type', 'client_assertion', 'client_assertion_type', 'client_id', 'client_secret', 'scope',
+]);
+
+/**
+ * Parses extra token request parameters written as a form query (`audience=a&resource=b`, a
+ * leading `?` allowed). Returns the pairs, or throws `RangeError` saying what is wrong: an empty
+ * name or a name in `RESERVED_TOKEN_PARAMS`. Never puts a value in the message. Pure.
+ */
+export function parseExtraTokenParams(text: string): [string, string][] {
+  const pairs = [...new URLSearchParams(text.trim().replace(/^\?/, ''))];
+  for (const [name] of pairs) {
+    if (name === '') throw new RangeError('an extra token request parameter has no name');
+    if (RESERVED_TOKEN_PARAMS.has(name)) {
+      throw new RangeError(`the extra token request parameter "${name}" is one the sidecar sets itself ` +
+        `(${[...RESERVED_TOKEN_PARAMS].join(', ')} may not be given)`);
+    }
+  }
+  return pairs;
+}
+
+/** A token and the server's clock, as `exchangeToken` reports them. */
+export interface TokenExchange {
+  /** The token, when the request gave one. */
+  readonly token?: Token;
+  /** Why the request gave no token. */
+  readonly error?: Error;
+  /** Epoch ms of the `Date` header of the answer (success or failure), if it had a valid one. */
+  readonly responseDate?: number;
+}
+
+/** Per-call facts the HTTP exchange reports back (one object per `fetchToken` call, never shared). */
+interface CallFacts {
+  responseDate?: number;
+}
+
 /** Options of `TokenEndpointClient`. */
 export interface TokenEndpointOptions {
   /** The token endpoint, e.g. `https://lua5.logicnets.local/logicnets/oauth2token`. */
@@ -31,6 +71,12 @@ export interface TokenEndpointOptions {
   method: 'GET' | 'POST';
   /** Optional `scope` parameter. */
   scope?: string;
+  /**
+   * Extra parameters added to every token request (e.g. `audience`, `resource`): in the query for
+   * GET, in the form for POST. Their values are treated as secrets (never logged, redacted from
+   * echoed error descriptions). Names in `RESERVED_TOKEN_PARAMS` are refused (`ConfigError`).
+   */
+  extraParams?: readonly (readonly [string, string])[];
   /** Adds the client's credentials (e.g. `privateKeyJwt`) to every request. */
   clientAuth: ClientAuth;
   clock: Clock;
@@ -60,6 +106,7 @@ export class TokenEndpointClient {
   readonly #url: URL;
   readonly #method: 'GET' | 'POST';
   readonly #scope: string | undefined;
+  readonly #extraParams: readonly (readonly [string, string])[];
   readonly #clientAuth: ClientAuth;
   readonly #clock: Clock;
   readonly #logger: Logger;
@@ -72,7 +119,6 @@ export class TokenEndpointClient {
   readonly #where: string;
   /** Origin and path, without the query, for messages and logs. */
   readonly #urlForLog: string;
-  #lastResponseDate: number | undefined;
 
   /** Throws `ConfigError` for a token URL that is not an absolute http(s) URL. */
   constructor(options: TokenEndpointOptions) {
@@ -80,11 +126,17 @@ export class TokenEndpointClient {
     try {
       url = new URL(options.tokenUrl);
     } catch {
-      throw new ConfigError(['LOGICNETS_TOKEN_URL is not a valid absolute URL']);
+      throw new ConfigError(['the token URL is not a valid absolute URL']);
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new ConfigError([`LOGICNETS_TOKEN_URL must start with https:// (or http://), not ${url.protocol}//`]);
+      throw new ConfigError([`the token URL must start with https:// (or http://), not ${url.protocol}//`]);
     }
+    for (const [name] of options.extraParams ?? []) {
+      if (name === '' || RESERVED_TOKEN_PARAMS.has(name)) {
+        throw new ConfigError([`the extra token request parameter "${name}" is empty or one the sidecar sets itself`]);
+      }
+    }
+    this.#extraParams = options.extraParams ?? [];
     this.#url = url;
     this.#method = options.method;
     this.#scope = options.scope === '' ? undefined : options.scope;
@@ -114,11 +166,6 @@ export class TokenEndpointClient {
     }
   }
 
-  /** Epoch ms of the `Date` header of the last answer received (success or failure), if it had a valid one. */
-  get lastResponseDate(): number | undefined {
-    return this.#lastResponseDate;
-  }
-
   /**
    * Requests a token: `grant_type=client_credentials`, the client authentication's parameters,
    * and `scope` if configured; `Accept: application/json`. Resolves with the token, whose
@@ -129,13 +176,33 @@ export class TokenEndpointClient {
    * with a fresh assertion.
    */
   async fetchToken(signal?: AbortSignal): Promise<Token> {
+    return this.#fetch(signal, {});
+  }
+
+  /**
+   * Like `fetchToken`, but never rejects (except with `signal.reason` on abort): reports the token
+   * or the error together with the `Date` of the server's answer, for comparing clocks (`check`).
+   */
+  async exchangeToken(signal?: AbortSignal): Promise<TokenExchange> {
+    const facts: CallFacts = {};
+    try {
+      const token = await this.#fetch(signal, facts);
+      return { token, ...(facts.responseDate === undefined ? {} : { responseDate: facts.responseDate }) };
+    } catch (error) {
+      if (signal?.aborted && error === signal.reason) throw error;
+      return { error: error instanceof Error ? error : new Error(String(error)),
+        ...(facts.responseDate === undefined ? {} : { responseDate: facts.responseDate }) };
+    }
+  }
+
+  async #fetch(signal: AbortSignal | undefined, facts: CallFacts): Promise<Token> {
     signal?.throwIfAborted();
     try {
-      return await this.#attempt(signal, true);
+      return await this.#attempt(signal, true, facts);
     } catch (error) {
       if (!(error instanceof StaleSocketError)) throw error;
       this.#logger.debug({ url: this.#urlForLog }, 'a kept-alive connection was closed by the server; retrying once');
-      return await this.#attempt(signal, false);
+      return await this.#attempt(signal, false, facts);
     }
   }
 
@@ -144,12 +211,13 @@ export class TokenEndpointClient {
     this.#agent.destroy();
   }
 
-  async #attempt(signal: AbortSignal | undefined, mayRetryStale: boolean): Promise<Token> {
+  async #attempt(signal: AbortSignal | undefined, mayRetryStale: boolean, facts: CallFacts): Promise<Token> {
     const params = new URLSearchParams({ grant_type: 'client_credentials' });
     const headers: Record<string, string> = { accept: 'application/json', 'user-agent': this.#userAgent };
     await this.#clientAuth(params, headers);
     if (this.#scope !== undefined) params.set('scope', this.#scope);
-    const secrets = secretParamValues(params);
+    for (const [name, value] of this.#extraParams) params.append(name, value);
+    const secrets = [...secretParamValues(params), ...this.#extraParams.map(([, value]) => value).filter((v) => v.length >= 4)];
     const url = new URL(this.#url);
     let body: Buffer | undefined;
     if (this.#method === 'GET') {
@@ -162,8 +230,8 @@ export class TokenEndpointClient {
     const sentAt = this.#clock.now();
     this.#logger.debug({ url: this.#urlForLog, method: this.#method }, 'requesting an access token');
     try {
-      const answer = await this.#exchange(url, headers, body, signal, mayRetryStale);
-      return this.#reader.read(answer, { sentAt, secrets, responseDate: this.#lastResponseDate });
+      const answer = await this.#exchange(url, headers, body, signal, mayRetryStale, facts);
+      return this.#reader.read(answer, { sentAt, secrets, responseDate: facts.responseDate });
     } catch (error) {
       if (error instanceof TokenEndpointError) {
         this.#logger.debug({ url: this.#urlForLog, code: error.code, httpStatus: error.httpStatus }, 'the token request failed');
@@ -174,7 +242,7 @@ export class TokenEndpointClient {
 
   /** Sends the request and reads the answer, within the time limit and the size cap. */
   #exchange(url: URL, headers: Record<string, string>, body: Buffer | undefined,
-    signal: AbortSignal | undefined, mayRetryStale: boolean): Promise<TokenAnswer> {
+    signal: AbortSignal | undefined, mayRetryStale: boolean, facts: CallFacts): Promise<TokenAnswer> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const deadline = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
     return new Promise<TokenAnswer>((resolve, reject) => {
@@ -197,7 +265,7 @@ export class TokenEndpointClient {
       const onAbort = (): void => settle(this.#abortError(signal));
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
       const request = send(url, { method: this.#method, headers, agent: this.#agent }, (res) => {
-        this.#lastResponseDate = parseHttpDate(res.headers.date);
+        facts.responseDate = parseHttpDate(res.headers.date);
         const status = res.statusCode ?? 0;
         const declared = Number(res.headers['content-length']);
         if (Number.isFinite(declared) && declared > this.#maxResponseBytes) {

@@ -94,6 +94,7 @@ export class KeySource {
   #checking: Promise<void> | undefined;
   #recheck = false;
   #closed = false;
+  readonly #listeners = new Set<() => void>();
 
   private constructor(key: KeyObject, hash: string, options: KeySourceOptions) {
     this.#key = key;
@@ -129,6 +130,16 @@ export class KeySource {
   publicJwk(): JWK {
     const { kty, n, e } = createPublicKey(this.#key).export({ format: 'jwk' });
     return { kty, n, e };
+  }
+
+  /**
+   * Calls `listener` after each reload that put a new key in use (not for an unchanged or a
+   * broken file). Listeners are called synchronously, one after the other; one that throws is
+   * logged and the others still run. Returns a function that removes the listener.
+   */
+  onReload(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** Stops watching and polling. Idempotent. */
@@ -222,6 +233,13 @@ export class KeySource {
     this.#failedHash = undefined;
     this.#logger.info({ origin: this.#origin, modulusBits: key.asymmetricKeyDetails?.modulusLength },
       'reloaded the private key after its file changed');
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener();
+      } catch (error) {
+        this.#logger.error({ origin: this.#origin, err: (error as Error).name }, 'a listener for key reloads failed');
+      }
+    }
   }
 
   #reportReadFailure(error: KeyError): void {

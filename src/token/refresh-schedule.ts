@@ -1,6 +1,9 @@
 /**
- * When the token cache fetches next: the refresh time ahead of a token's expiry (a share of its
- * lifetime, with jitter, at least 30 s ahead when the lifetime allows) and the retry delay after a
+ * When the token cache fetches next and how long a token may be handed out: the early-expiry
+ * line (`earlyExpiryMs` before expiry, at most a fifth of the token's lifetime, so a token of a
+ * few seconds is still usable), the refresh time ahead of a token's expiry (a share of its
+ * lifetime, with jitter, at least 30 s ahead, or a third of the lifetime when that is shorter,
+ * always before the early-expiry line) and the retry delay after a
  * failed fetch (exponential backoff with equal jitter, capped; the cap for what cannot succeed;
  * never before the server's `Retry-After`). Arithmetic only: the cache owns the timers.
  * (Envoy's oauth2 token provider; golang/oauth2 `expiryDelta`.)
@@ -10,7 +13,10 @@ import type { Token } from './token.js';
 
 /** The options that shape the refresh schedule (part of `CachingTokenSourceOptions`). Times are milliseconds. */
 export interface RefreshScheduleOptions {
-  /** A token is handed out only while `now < expiresAt - earlyExpiryMs`. Default 10 000. */
+  /**
+   * A token is handed out only while `now < expiresAt - margin`, the margin being this or a fifth
+   * of the token's lifetime, whichever is shorter. Default 10 000.
+   */
   earlyExpiryMs?: number;
   /**
    * Share of a token's lifetime after which it is refreshed, in (0, 1). Default: a random share
@@ -24,8 +30,12 @@ export interface RefreshScheduleOptions {
   random?: () => number;
 }
 
-/** The refresh comes at least this long before expiry when the lifetime allows. */
+/** The refresh comes at least this long before expiry when the lifetime allows (else a third of it). */
 const REFRESH_MARGIN_MS = 30_000;
+/** The early-expiry margin is at most this share of a token's lifetime. */
+const EARLY_EXPIRY_SHARE = 0.2;
+/** The refresh margin is at most this share of a token's lifetime; more than `EARLY_EXPIRY_SHARE`. */
+const REFRESH_MARGIN_SHARE = 1 / 3;
 /** A `Retry-After` longer than this is shortened to it. */
 const MAX_RETRY_AFTER_MS = 3_600_000;
 
@@ -34,7 +44,7 @@ const MAX_RETRY_AFTER_MS = 3_600_000;
  * injected `random`, so it is safe to share; every call that jitters draws one random number.
  */
 export class RefreshSchedule {
-  /** A token is handed out only while `now < expiresAt - earlyExpiryMs`. */
+  /** The longest early-expiry margin (see `usableUntil`). */
   readonly earlyExpiryMs: number;
   readonly #refreshAheadRatio: number | undefined;
   readonly #baseMs: number;
@@ -59,15 +69,25 @@ export class RefreshSchedule {
   }
 
   /**
+   * Until when (epoch ms, exclusive) `token` may be handed out: `expiresAt` less `earlyExpiryMs`
+   * or less a fifth of its lifetime (`expiresAt - obtainedAt`), whichever margin is shorter. Pure.
+   */
+  usableUntil(token: Token): number {
+    const lifetime = Math.max(0, token.expiresAt - token.obtainedAt);
+    return token.expiresAt - Math.min(this.earlyExpiryMs, lifetime * EARLY_EXPIRY_SHARE);
+  }
+
+  /**
    * When to refresh `token` obtained at `now` (epoch ms): at the ratio of the lifetime, at least
-   * 30 s ahead when possible, before the token stops being usable.
+   * 30 s ahead (or a third of the lifetime ahead when that is shorter), before the token stops
+   * being usable.
    */
   refreshAt(token: Token, now: number): number {
     const lifetime = token.expiresAt - now;
     const ratio = this.#refreshAheadRatio ?? 0.75 + 0.1 * this.#random();
     let at = now + lifetime * ratio;
-    at = Math.min(at, Math.max(token.expiresAt - REFRESH_MARGIN_MS, now + lifetime / 2));
-    return Math.floor(Math.min(at, token.expiresAt - this.earlyExpiryMs));
+    at = Math.min(at, token.expiresAt - Math.min(REFRESH_MARGIN_MS, lifetime * REFRESH_MARGIN_SHARE));
+    return Math.floor(Math.min(at, this.usableUntil(token)));
   }
 
   /**

@@ -1,7 +1,9 @@
 /**
  * Reading the token endpoint's answer per RFC 6749 5.1 / 5.2. A successful JSON answer becomes a
- * `Token` whose expiry comes from `expires_in`, else the access token's JWT `exp`, else a default;
- * every other answer (an OAuth error, a redirect, a 5xx, a 429, an empty or non-JSON body) becomes
+ * `Token` whose expiry comes from `expires_in`, else the access token's JWT `exp`, else a default,
+ * capped at a day (`MAX_TOKEN_LIFETIME_MS`); an `expires_in` that is present but not a positive
+ * number, a JWT `exp` already past, and an `access_token` that is not RFC 6750 `b64token` syntax
+ * are refused (`token_response_invalid`); every other answer (an OAuth error, a redirect, a 5xx, a 429, an empty or non-JSON body) becomes
  * a `TokenEndpointError` with a stable code, whether retrying can help, the server's `Retry-After`,
  * and a sentence telling an operator what to fix. Anything the server echoes back of what was sent
  * as a secret is redacted from those sentences. Knows nothing of sockets: token/endpoint.ts makes
@@ -46,6 +48,12 @@ export interface TokenRequestFacts {
   /** Epoch ms of the answer's valid `Date` header; an HTTP-date `Retry-After` counts from it, else from the clock. */
   responseDate: number | undefined;
 }
+
+/** The longest lifetime a token is trusted for: a longer one is capped, so tokens are refreshed at least daily. */
+export const MAX_TOKEN_LIFETIME_MS = 24 * 3600 * 1000;
+
+/** RFC 6750 2.1 `b64token`, the syntax of a Bearer token: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`. */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
 /** OAuth errors that the same request will keep getting until the configuration changes. */
 const PERMANENT_OAUTH_ERRORS = new Set([
@@ -142,7 +150,13 @@ export class TokenResponseReader {
     const accessToken = json.access_token;
     if (typeof accessToken !== 'string' || accessToken === '') {
       return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} answered HTTP ${status} ` +
-        'without an access_token: is LOGICNETS_TOKEN_URL the oauth2token endpoint?', { httpStatus: status, retryable: false });
+        'without an access_token: is the token URL the oauth2token endpoint?', { httpStatus: status, retryable: false });
+    }
+    if (!B64TOKEN.test(accessToken)) {
+      // Never quote it: it may be a real token with one stray character.
+      return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} issued an access_token that is ` +
+        'not RFC 6750 Bearer token syntax (letters, digits, -._~+/ and trailing =; no spaces, commas or control ' +
+        'characters): it cannot be sent in an Authorization header', { httpStatus: status, retryable: false });
     }
     const tokenType = json.token_type;
     if (tokenType === undefined) {
@@ -152,21 +166,29 @@ export class TokenResponseReader {
         `"${safeWord(tokenType)}"; only Bearer tokens (RFC 6750) are supported`, { httpStatus: status, retryable: false });
     }
     const obtainedAt = this.#clock.now();
-    const expiresIn = parseExpiresIn(json.expires_in);
-    if (json.expires_in !== undefined && expiresIn === undefined) {
-      this.#logger.warn({ url: this.#urlForLog }, 'ignoring an expires_in that is not a positive number of seconds');
+    const missing = json.expires_in === undefined || json.expires_in === null;
+    const expiresIn = missing ? undefined : parseExpiresIn(json.expires_in);
+    if (!missing && expiresIn === undefined) {
+      return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} answered with an expires_in of ` +
+        `${describeValue(json.expires_in)}, not a positive number of seconds (RFC 6749 5.1); the token was not used: ` +
+        'the server is misconfigured or not an OAuth 2.0 token endpoint', { httpStatus: status, retryable: false });
     }
     let expiresAt: number;
     let expirySource: 'expires_in' | 'jwt_exp' | 'default';
     const jwtExp = expiresIn === undefined ? readJwtExp(accessToken) : undefined;
     if (expiresIn !== undefined) {
-      expiresAt = sentAt + expiresIn * 1000;
+      expiresAt = sentAt + Math.min(expiresIn * 1000, MAX_TOKEN_LIFETIME_MS);
       expirySource = 'expires_in';
     } else if (jwtExp !== undefined) {
-      expiresAt = jwtExp * 1000;
+      if (jwtExp * 1000 <= obtainedAt) {
+        return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} issued a JWT access token whose ` +
+          'exp has passed and no expires_in: check that this machine\'s clock and the server\'s agree (NTP)',
+        { httpStatus: status, retryable: false });
+      }
+      expiresAt = Math.min(jwtExp * 1000, obtainedAt + MAX_TOKEN_LIFETIME_MS);
       expirySource = 'jwt_exp';
     } else {
-      expiresAt = sentAt + this.#defaultLifetimeMs;
+      expiresAt = sentAt + Math.min(this.#defaultLifetimeMs, MAX_TOKEN_LIFETIME_MS);
       expirySource = 'default';
     }
     const scope = typeof json.scope === 'string' ? json.scope : undefined;
@@ -234,14 +256,27 @@ function parseJsonObject(text: string): Record<string, unknown> | undefined {
   }
 }
 
-/** `expires_in` as a positive number of seconds; servers send a number or a numeric string. */
+/**
+ * `expires_in` as a positive finite number of seconds (servers send a number or a numeric string),
+ * else `undefined`. Huge values are returned as they are: the caller caps the lifetime.
+ */
 function parseExpiresIn(value: unknown): number | undefined {
   const seconds = typeof value === 'number' ? value
     : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : Number.NaN;
   return Number.isFinite(seconds) && seconds > 0 ? seconds : undefined;
 }
 
-/** The `exp` of a JWT access token (not verified: the token is the server's business), else `undefined`. */
+/** A server-sent JSON value, described for a message without quoting much of it. */
+function describeValue(value: unknown): string {
+  if (typeof value === 'number') return String(value);
+  if (typeof value === 'string') return `"${safeWord(value, 20)}" (a string)`;
+  return Array.isArray(value) ? 'an array' : typeof value === 'object' ? 'an object' : typeof value;
+}
+
+/**
+ * The `exp` of a JWT access token (not verified: the token is the server's business), else
+ * `undefined`: also for an `exp` that is not a finite number, which is treated as no `exp`.
+ */
 function readJwtExp(accessToken: string): number | undefined {
   try {
     const { exp } = decodeJwt(accessToken);

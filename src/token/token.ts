@@ -51,12 +51,13 @@ export interface TokenState {
  * A token source that caches: the proxy's view of the token cache. Safe for concurrent use.
  * - `peek()` returns the cached token synchronously when it may be handed out now (the hot path
  *   uses it to avoid awaiting a promise), else `undefined`.
- * - `invalidate(accessToken)` is called when an upstream answered 401 to a request sent with
+ * - `invalidate(accessToken)` is called whenever an upstream answers 401 to a request sent with
  *   `accessToken`, whether or not that request can be resent. It drops the cached token only if it
- *   is still that one, so a late 401 for an old token never throws away a newer one. It returns
- *   true when a resend with another token is worthwhile (the token was dropped now, or the cache
- *   already holds or fetches another one), false when the cache keeps the token (then the caller
- *   passes the 401 on).
+ *   is still that one (so a late 401 for an old token never throws away a newer one), and at most
+ *   once per forced-refresh floor. It returns `true` when a resend with a new token is worthwhile
+ *   (the token was dropped now and a fetch begins, or the cache holds or is fetching a different
+ *   token), `false` when the floor keeps the token (or no other token can be had now): then the
+ *   caller passes the 401 to its client. Synchronous, never throws.
  */
 export interface CachedTokenSource extends TokenSource {
   peek(): Token | undefined;

@@ -2,14 +2,18 @@
  * Interop: an independent, certified OpenID provider (npm `oidc-provider`) accepts our client
  * assertions. The client is registered with `private_key_jwt` and the public JWK; the provider
  * checks the signature, `iss` = client id, `aud` (its issuer or token endpoint URL), `exp`, and
- * `jti` replay (oidc-provider `lib/shared/jwt_client_auth.js`).
+ * `jti` replay (oidc-provider `lib/shared/jwt_client_auth.js`). Also: the RFC 10070 `typ` header
+ * (`client-authentication+jwt`) is accepted, and extra token request parameters reach it (a
+ * `resource` indicator, RFC 8707, which it turns into the access token's `aud`).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { decodeJwt } from 'jose';
 import { privateKeyJwt } from '../../src/token/assertion.js';
+import type { AssertionType } from '../../src/token/assertion.js';
 import { systemClock } from '../../src/lib/clock.js';
 import { TokenEndpointError } from '../../src/lib/errors.js';
 import { TokenEndpointClient } from '../../src/token/endpoint.js';
@@ -26,6 +30,8 @@ interface OidcProvider {
 type OidcProviderClass = new (issuer: string, configuration: Record<string, unknown>) => OidcProvider;
 
 const CLIENT_ID = 'logicnets-token-proxy-interop';
+/** The one resource server the provider knows (RFC 8707 resource indicator). */
+const RESOURCE = 'https://lua5.logicnets.local/logicnets';
 
 describe('interop with oidc-provider (private_key_jwt, client_credentials)', () => {
   let key: RsaTestKey;
@@ -42,7 +48,9 @@ describe('interop with oidc-provider (private_key_jwt, client_credentials)', () 
     const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     // A variable specifier: the package has no type declarations for a static import to use.
     const specifier = 'oidc-provider';
-    const { default: Provider } = (await import(specifier)) as { default: OidcProviderClass };
+    const { default: Provider, errors } = (await import(specifier)) as {
+      default: OidcProviderClass; errors: { InvalidTarget: new (description?: string) => Error };
+    };
     provider = new Provider(issuer, {
       clients: [{
         client_id: CLIENT_ID,
@@ -57,7 +65,19 @@ describe('interop with oidc-provider (private_key_jwt, client_credentials)', () 
       // The provider's own signing key (it signs nothing this test reads; it silences the dev-key warning).
       jwks: { keys: [JSON.parse(makeRsaKey().jwkJson)] },
       ttl: { ClientCredentials: 600 },
-      features: { clientCredentials: { enabled: true }, devInteractions: { enabled: false } },
+      features: {
+        clientCredentials: { enabled: true },
+        devInteractions: { enabled: false },
+        resourceIndicators: {
+          enabled: true,
+          defaultResource: () => undefined,
+          useGrantedResource: () => false,
+          getResourceServerInfo: (_ctx: unknown, resource: string) => {
+            if (resource !== RESOURCE) throw new errors.InvalidTarget('unknown resource');
+            return { scope: '', audience: RESOURCE, accessTokenFormat: 'jwt', accessTokenTTL: 600 };
+          },
+        },
+      },
     });
     provider.on('grant.error', (_ctx, error) => providerErrors.push(String(error)));
     provider.on('server_error', (_ctx, error) => providerErrors.push(String(error)));
@@ -70,12 +90,14 @@ describe('interop with oidc-provider (private_key_jwt, client_credentials)', () 
     await new Promise((resolve) => server.close(resolve));
   });
 
-  function makeClient(audience: string, privateKey = key.privateKey): TokenEndpointClient {
+  function makeClient(audience: string, privateKey = key.privateKey,
+    more: { type?: AssertionType; extraParams?: [string, string][]; method?: 'GET' | 'POST' } = {}): TokenEndpointClient {
     const c = new TokenEndpointClient({
       tokenUrl: `${provider.issuer}/token`,
-      method: 'POST',
+      method: more.method ?? 'POST',
+      extraParams: more.extraParams,
       clientAuth: privateKeyJwt({ current: () => privateKey },
-        { issuer: CLIENT_ID, subject: CLIENT_ID, audience, ttlSeconds: 60 }, systemClock),
+        { issuer: CLIENT_ID, subject: CLIENT_ID, audience, ttlSeconds: 60, type: more.type }, systemClock),
       clock: systemClock,
       logger: sink.logger,
       timeoutMs: 5000,
@@ -113,5 +135,23 @@ describe('interop with oidc-provider (private_key_jwt, client_credentials)', () 
   it('is refused when the audience is not the provider', async () => {
     await assert.rejects(makeClient('https://somewhere.else/logicnets').fetchToken(),
       (error: unknown) => error instanceof TokenEndpointError && error.oauthError === 'invalid_client');
+  });
+
+  it('accepts an assertion with typ client-authentication+jwt (RFC 10070)', async () => {
+    const errorsBefore = providerErrors.length;
+    const token = await makeClient(provider.issuer, key.privateKey, { type: 'client-authentication+jwt' }).fetchToken();
+    assert.ok(token.accessToken.length >= 32);
+    assert.deepEqual(providerErrors.slice(errorsBefore), []);
+  });
+
+  it('sends extra token request parameters in the form: a resource indicator becomes the token audience', async () => {
+    const token = await makeClient(provider.issuer, key.privateKey, { extraParams: [['resource', RESOURCE]] }).fetchToken();
+    assert.equal(decodeJwt(token.accessToken).aud, RESOURCE, 'the provider read the resource parameter');
+    await assert.rejects(
+      makeClient(provider.issuer, key.privateKey, { extraParams: [['resource', 'https://unknown.example/']] }).fetchToken(),
+      (error: unknown) => error instanceof TokenEndpointError && error.oauthError === 'invalid_target',
+    );
+    for (const fragment of secretFragments(token.accessToken)) assert.ok(!sink.text().includes(fragment));
+    assert.ok(!sink.text().includes('unknown.example'), 'extra parameters are never logged');
   });
 });

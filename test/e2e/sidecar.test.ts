@@ -33,7 +33,10 @@ let plain: Stack;
 
 before(async () => {
   pki = makeTestPki();
-  [secure, plain] = await Promise.all([startStack(user, { pki }), startStack(user)]);
+  // These stacks revoke tokens again and again to test resends; no forced-refresh floor between
+  // them (test/e2e/token-lifecycle.test.ts tests the floor).
+  const env = { TOKEN_FORCED_REFRESH_FLOOR: '0' };
+  [secure, plain] = await Promise.all([startStack(user, { pki, env }), startStack(user, { env })]);
 });
 
 after(async () => {

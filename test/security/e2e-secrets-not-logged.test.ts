@@ -44,7 +44,8 @@ before(async () => {
     listenPort: 0, adminPort: 0, adminHost: '127.0.0.1', logLevel: 'trace',
     upstreams: [upstream('get-upstream', getEmulator, getUser, 'GET'), upstream('post-upstream', postEmulator, postUser, 'POST')],
   }));
-  sidecar = await startE2eSidecar({ env: {}, configFile, clock, logger: sink.logger });
+  // Tokens are revoked several times to log resends: no forced-refresh floor between them.
+  sidecar = await startE2eSidecar({ env: { TOKEN_FORCED_REFRESH_FLOOR: '0' }, configFile, clock, logger: sink.logger });
 });
 
 after(async () => {

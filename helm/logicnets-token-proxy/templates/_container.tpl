@@ -150,6 +150,14 @@ containers may use the proxy.
 - name: LOGICNETS_ASSERTION_TTL
   value: {{ . | toString | quote }}
 {{- end }}
+{{- with .Values.tokenProxy.upstream.assertionType }}
+- name: LOGICNETS_ASSERTION_TYP
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.tokenProxy.upstream.tokenParams }}
+- name: LOGICNETS_TOKEN_PARAMS
+  value: {{ . | quote }}
+{{- end }}
 {{- with (include "logicnets-token-proxy.caFile" .) }}
 - name: LOGICNETS_CA_FILE
   value: {{ . | quote }}

@@ -464,6 +464,39 @@ describe('LogicNets emulator lifecycle', () => {
     }
   });
 
+  test('assertionType and requiredTokenParams: the typ header and extra parameters a token request must carry', async () => {
+    const { privateKey, publicKey } = await generateKeyPair('RS256');
+    const emulator = await startEmulator({
+      clients: [{ clientId: 'c', publicKey: await exportJWK(publicKey) }],
+      assertionType: 'client-authentication+jwt',
+      requiredTokenParams: { audience: 'api://lua5', resource: 'https://lua5.logicnets.local/' },
+    });
+    try {
+      const now = Math.floor(Date.now() / 1000);
+      const sign = (typ: string): Promise<string> => new SignJWT({ aud: emulator.url, sub: 'c', iss: 'c', iat: now, exp: now + 60, jti: randomUUID() })
+        .setProtectedHeader({ alg: 'RS256', typ }).sign(privateKey);
+      const query = (jwt: string, extra: Record<string, string>): string =>
+        new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: JWT_BEARER, client_assertion: jwt, ...extra }).toString();
+      const both = { audience: 'api://lua5', resource: 'https://lua5.logicnets.local/' };
+      const ok = await send(`${emulator.tokenUrl}?${query(await sign('client-authentication+jwt'), both)}`, undefined);
+      assert.equal(ok.status, 200);
+      const posted = await send(emulator.tokenUrl, undefined, {
+        method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: query(await sign('client-authentication+jwt'), both),
+      });
+      assert.equal(posted.status, 200, 'the form of a POST is read too');
+      const wrongTyp = await send(`${emulator.tokenUrl}?${query(await sign('JWT'), both)}`, undefined);
+      assert.equal(wrongTyp.status, 401);
+      assert.match(String(wrongTyp.json().error_description), /typ header must be client-authentication\+jwt/);
+      const noResource = await send(`${emulator.tokenUrl}?${query(await sign('client-authentication+jwt'), { audience: 'api://lua5' })}`, undefined);
+      assert.equal(noResource.status, 400);
+      assert.equal(noResource.json().error, 'invalid_target');
+      const wrongAudience = await send(`${emulator.tokenUrl}?${query(await sign('client-authentication+jwt'), { ...both, audience: 'x' })}`, undefined);
+      assert.equal(wrongAudience.json().error, 'invalid_request');
+    } finally {
+      await emulator.close();
+    }
+  });
+
   test('a client key that is not RSA is refused at start', async () => {
     const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     await assert.rejects(startEmulator({ clients: [{ clientId: 'c', publicKey }] }), /RSA/);

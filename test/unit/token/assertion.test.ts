@@ -70,6 +70,18 @@ describe('signClientAssertion', () => {
       await assert.rejects(signClientAssertion(key.privateKey, { ...claims, ttlSeconds }, clock), RangeError);
     }
     await assert.rejects(signClientAssertion(key.privateKey, { ...claims, subject: '' }, clock), RangeError);
+    await assert.rejects(signClientAssertion(key.privateKey, { ...claims, type: 'at+jwt' as 'JWT' }, clock), RangeError);
+  });
+
+  it('sets the typ header RFC 10070 recommends when asked (client-authentication+jwt), JWT by default', async () => {
+    const clock = new ManualClock();
+    const typed = await signClientAssertion(key.privateKey, { ...claims, type: 'client-authentication+jwt' }, clock);
+    assert.equal(decodeProtectedHeader(typed).typ, 'client-authentication+jwt');
+    const { protectedHeader } = await jwtVerify(typed, key.publicKey, {
+      algorithms: ['RS256'], typ: 'client-authentication+jwt', audience: claims.audience, currentDate: new Date(clock.now()),
+    });
+    assert.equal(protectedHeader.typ, 'client-authentication+jwt');
+    assert.equal(decodeProtectedHeader(await signClientAssertion(key.privateKey, claims, clock)).typ, 'JWT');
   });
 });
 

@@ -270,7 +270,7 @@ describe('CachingTokenSource', () => {
     await flush();
     const token = source.peek();
     assert.ok(token);
-    await clock.advance(30 * SECOND); // refresh at 30 s fails; next attempt in 22.5 s (at 52.5 s)
+    await clock.advance(40 * SECOND); // refresh at 40 s (a third of the lifetime ahead) fails; next attempt in 22.5 s (at 62.5 s)
     assert.equal(endpoint.calls.length, 2);
     await clock.advance(token.expiresAt - 10 * SECOND - 1 - clock.now());
     assert.equal(source.peek(), token, 'usable one millisecond before the early-expiry line');
@@ -282,7 +282,7 @@ describe('CachingTokenSource', () => {
     const error = outcome.error as TokenUnavailableError;
     assert.equal(error.code, 'token_unavailable');
     assert.equal(error.status, 503);
-    assert.equal(error.retryAfterSeconds, 3); // 52.5 s - 50 s
+    assert.equal(error.retryAfterSeconds, 13); // 62.5 s - 50 s
     assert.match(error.message, /lua5/);
     assert.equal(endpoint.calls.length, 2, 'no extra fetch before the retry is due');
     assert.equal(source.state().valid, false);
@@ -396,12 +396,14 @@ describe('CachingTokenSource', () => {
     source.close();
   });
 
-  it('refuses a token too short-lived to be handed out', async () => {
-    const { source, clock } = setup((_n, c) => makeToken(c, 5));
+  it('refuses a token that has already expired when it arrives, naming the clocks, not a setting', async () => {
+    const { source, clock } = setup((_n, c) => makeToken(c, -5));
     source.start();
     await flush();
     assert.equal(source.peek(), undefined);
     assert.equal(source.state().lastError?.code, 'token_response_invalid');
+    assert.match(source.state().lastError?.message ?? '', /already expired.*clock/);
+    assert.doesNotMatch(source.state().lastError?.message ?? '', /[A-Z]{3,}_[A-Z_]+/, 'names no setting');
     assert.equal(source.state().nextRefreshAt, clock.now() + 60 * SECOND);
     source.close();
   });

@@ -269,15 +269,31 @@ describe('TokenEndpointClient', () => {
       assert.notEqual(retried[0], retried[1]);
     });
 
-    it('records the Date header of the last answer, success or failure', async () => {
+    it('exchangeToken reports the Date header of its own answer, success or failure', async () => {
       const c = makeClient();
-      assert.equal(c.lastResponseDate, undefined);
       fake.respond = (_r, res) => fake.grant(res);
-      await c.fetchToken();
-      assert.ok(c.lastResponseDate !== undefined && Math.abs(c.lastResponseDate - Date.now()) < 60_000);
+      const ok = await c.exchangeToken();
+      assert.ok(ok.token !== undefined && ok.error === undefined);
+      assert.ok(ok.responseDate !== undefined && Math.abs(ok.responseDate - Date.now()) < 60_000);
       fake.respond = (_r, res) => fake.json(res, 400, { error: 'invalid_grant' }, { date: 'Tue, 01 Jan 2030 00:00:00 GMT' });
-      await assert.rejects(c.fetchToken());
-      assert.equal(c.lastResponseDate, Date.UTC(2030, 0, 1));
+      const failed = await c.exchangeToken();
+      assert.equal(failed.token, undefined);
+      assert.ok(failed.error instanceof TokenEndpointError);
+      assert.equal(failed.responseDate, Date.UTC(2030, 0, 1));
+    });
+
+    it('keeps no per-call state: concurrent exchanges each get their own Date', async () => {
+      const c = makeClient();
+      let n = 0;
+      fake.respond = (_r, res) => {
+        n += 1;
+        const date = n === 1 ? 'Tue, 01 Jan 2030 00:00:00 GMT' : 'Wed, 01 Jan 2031 00:00:00 GMT';
+        const delay = n === 1 ? 50 : 0;
+        setTimeout(() => fake.json(res, 400, { error: 'invalid_grant' }, { date }), delay);
+      };
+      const [first, second] = await Promise.all([c.exchangeToken(), c.exchangeToken()]);
+      // Whichever arrived first, each call reports its own answer's Date, not the other's.
+      assert.deepEqual([first.responseDate, second.responseDate].sort(), [Date.UTC(2030, 0, 1), Date.UTC(2031, 0, 1)]);
     });
   });
 
@@ -297,12 +313,62 @@ describe('TokenEndpointClient', () => {
       fake.issuedTokens.push(jwtToken);
     });
 
-    it('falls back to the default lifetime for an opaque token without expires_in (or with a bad one)', async () => {
+    it('falls back to the default lifetime for an opaque token without expires_in (missing or null)', async () => {
       fake.respond = (_r, res) => fake.json(res, 200, { access_token: 'opaque-token-without-expiry-123456', token_type: 'bearer' });
       assert.equal((await makeClient().fetchToken()).expiresAt, clock.now() + 600_000);
-      fake.respond = (_r, res) => fake.json(res, 200, { access_token: 'opaque-token-with-bad-expiry-123456', token_type: 'BEARER', expires_in: 'soon' });
+      fake.respond = (_r, res) => fake.json(res, 200, { access_token: 'opaque-token-with-null-expiry-123456', token_type: 'BEARER', expires_in: null });
       assert.equal((await makeClient({ defaultLifetimeSeconds: 30 }).fetchToken()).expiresAt, clock.now() + 30_000);
-      fake.issuedTokens.push('opaque-token-without-expiry-123456', 'opaque-token-with-bad-expiry-123456');
+      fake.issuedTokens.push('opaque-token-without-expiry-123456', 'opaque-token-with-null-expiry-123456');
+    });
+
+    it('refuses an expires_in that is present but zero, negative, not a number or not finite (RFC 6749 5.1)', async () => {
+      for (const bad of [0, -1, -0.5, 'soon', '', '1e3', true, {}, [], '-5']) {
+        fake.respond = (_r, res) => fake.json(res, 200, { access_token: 'opaque-token-bad-expiry-123456', token_type: 'Bearer', expires_in: bad });
+        await expectFailure(makeClient().fetchToken(), 'token_response_invalid', {
+          retryable: false, httpStatus: 200, message: /expires_in .*not a positive number of seconds/,
+        });
+      }
+      fake.respond = (_r, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"access_token":"opaque-token-bad-expiry-123456","token_type":"Bearer","expires_in":1e999}');
+      };
+      await expectFailure(makeClient().fetchToken(), 'token_response_invalid', { retryable: false, httpStatus: 200 });
+      fake.issuedTokens.push('opaque-token-bad-expiry-123456');
+    });
+
+    it('caps a lifetime longer than a day: expires_in and a JWT exp', async () => {
+      const day = 24 * 3600 * 1000;
+      for (const expiresIn of [86_401, 1e13, '99999999999']) {
+        fake.respond = (_r, res) => fake.grant(res, { expires_in: expiresIn });
+        assert.equal((await makeClient().fetchToken()).expiresAt, clock.now() + day);
+      }
+      const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      const jwtToken = `${b64({ alg: 'RS256' })}.${b64({ sub: 'x', exp: 1e20 })}.${'s'.repeat(43)}`;
+      fake.respond = (_r, res) => fake.json(res, 200, { access_token: jwtToken, token_type: 'Bearer' });
+      assert.equal((await makeClient().fetchToken()).expiresAt, clock.now() + day);
+      fake.issuedTokens.push(jwtToken);
+    });
+
+    it('refuses a JWT access token whose exp has passed when there is no expires_in', async () => {
+      const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      for (const exp of [Math.floor(clock.now() / 1000) - 1, 0, -1e20]) {
+        const jwtToken = `${b64({ alg: 'RS256' })}.${b64({ sub: 'x', exp })}.${'s'.repeat(43)}`;
+        fake.respond = (_r, res) => fake.json(res, 200, { access_token: jwtToken, token_type: 'Bearer' });
+        await expectFailure(makeClient().fetchToken(), 'token_response_invalid', { retryable: false, message: /exp has passed.*clock/ });
+        fake.issuedTokens.push(jwtToken);
+      }
+    });
+
+    it('refuses an access_token that is not RFC 6750 b64token syntax, without quoting it', async () => {
+      for (const bad of ['abc def', 'abc\r\nX-Injected: 1', 'a,b', 'tab\there', 'nul\u0000x', '=abc', 'a=b', 'caf\u00e9', ' ', 'abc\n']) {
+        fake.respond = (_r, res) => fake.json(res, 200, { access_token: bad, token_type: 'Bearer', expires_in: 60 });
+        const error = await expectFailure(makeClient().fetchToken(), 'token_response_invalid', { retryable: false, message: /RFC 6750/ });
+        if (bad.trim().length >= 3) assert.ok(!error.message.includes(bad));
+      }
+      for (const good of ['abc', 'a-b.c_d~e+f/g', 'abc==', 'A9']) {
+        fake.respond = (_r, res) => fake.json(res, 200, { access_token: good, token_type: 'Bearer', expires_in: 60 });
+        assert.equal((await makeClient().fetchToken()).accessToken, good);
+      }
     });
   });
 
@@ -474,8 +540,8 @@ describe('TokenEndpointClient', () => {
   });
 
   it('refuses a token URL that is not http(s)', () => {
-    assert.throws(() => makeClient({ tokenUrl: 'ftp://example.com/token' }), /LOGICNETS_TOKEN_URL must start with https:\/\//);
-    assert.throws(() => makeClient({ tokenUrl: 'not a url' }), /LOGICNETS_TOKEN_URL is not a valid absolute URL/);
+    assert.throws(() => makeClient({ tokenUrl: 'ftp://example.com/token' }), /the token URL must start with https:\/\//);
+    assert.throws(() => makeClient({ tokenUrl: 'not a url' }), /the token URL is not a valid absolute URL/);
   });
 
   it('logs the URL without its query at trace level', () => {
