@@ -13,6 +13,7 @@ import type { Config, UpstreamConfig } from '../config/types.js';
 import { runDemo } from './demo.js';
 import { ConfigError, ProxyError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
+import { isLoopbackHost } from '../lib/loopback.js';
 import { serve } from '../sidecar.js';
 import { createUpstreamStack } from '../upstream-stack.js';
 
@@ -138,6 +139,11 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = p
       return assertionCommand(config, values.upstream);
     case 'serve': {
       const logger = createLogger({ level: config.logLevel });
+      if (!isLoopbackHost(config.listenHost)) {
+        // Only reachable with ALLOW_REMOTE_CLIENTS=true (the loader refuses it otherwise): say so at every start.
+        logger.warn({ listenHost: config.listenHost },
+          'LISTEN_HOST is not loopback (ALLOW_REMOTE_CLIENTS=true): every client that reaches it gets LogicNets credentials added to its requests');
+      }
       await serve(config, { logger, clock: systemClock });
       logger.flush();
       return 0;
