@@ -107,6 +107,10 @@ containers may use the proxy.
 {{- end }}
 - name: READINESS_REQUIRE_TOKEN
   value: {{ .Values.tokenProxy.readinessRequireToken | toString | quote }}
+{{- with (include "logicnets-token-proxy.shutdownTokenFile" .) }}
+- name: ADMIN_SHUTDOWN_TOKEN_FILE
+  value: {{ . | quote }}
+{{- end }}
 {{- if .Values.tokenProxy.config }}
 - name: CONFIG_FILE
   value: {{ printf "%s/config.yaml" (.Values.tokenProxy.configMountPath | trimSuffix "/") | quote }}
