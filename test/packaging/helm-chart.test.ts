@@ -754,6 +754,17 @@ for (const helm of helms) {
       }
     });
 
+    test('durations render as the sidecar reads them: 1000000 stays 1000000 (not Helm\'s 1e+06), 0.5 stays 0.5', () => {
+      const manifests = render('ci/minimal-values.yaml', valuesFile({ [alias]: { nativeSidecar: false, upstreamTimeout: 1000000, shutdownTimeout: 2147483, legacyShutdownDelay: 0.5 } }));
+      const sidecar = podOf(manifests, 'Deployment').containers.find((c) => c.name === SIDECAR)!;
+      const env = envOf(sidecar);
+      assert.deepEqual([env.get('UPSTREAM_TIMEOUT'), env.get('SHUTDOWN_TIMEOUT'), env.get('SHUTDOWN_DELAY')], ['1000000', '2147483', '0.5']);
+      const config = loadConfig({ env: { LOGICNETS_URL: 'https://lua5.logicnets.local/logicnets', LOGICNETS_CLIENT_ID: 'x', LOGICNETS_PRIVATE_KEY_FILE: placeholderKey,
+        UPSTREAM_TIMEOUT: env.get('UPSTREAM_TIMEOUT')!, SHUTDOWN_TIMEOUT: env.get('SHUTDOWN_TIMEOUT')!, SHUTDOWN_DELAY: env.get('SHUTDOWN_DELAY')! } });
+      assert.deepEqual([config.upstreamTimeout, config.shutdownTimeout, config.shutdownDelay], [1000000, 2147483, 0.5]);
+      assert.match(refuse('--set', `${alias}.upstreamTimeout=2147484`), /upstreamTimeout/);
+    });
+
     test('equal proxy and admin ports fail the render naming both settings; different ports render', () => {
       const random = seeded(7);
       for (let i = 0; i < 3; i++) {
