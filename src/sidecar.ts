@@ -128,6 +128,8 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
         void shutdown('POST /shutdown').then(() => options.onExitRequest?.());
       },
       clock,
+      allowRemote: config.adminAllowRemote,
+      shutdownTokenFile: config.adminShutdownTokenFile,
     });
   } catch (error) {
     // A listener could not start (port taken, address unavailable): close what was opened.

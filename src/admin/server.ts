@@ -3,7 +3,16 @@
  * `/status` of every upstream's token cache, and `POST /shutdown` for a plain (non-native) sidecar
  * in a Kubernetes Job that would otherwise never exit. It listens apart from the proxy (on all
  * interfaces by default, since the kubelet probes the pod IP) and never shows a token.
+ *
+ * Who may use what: probes and `/metrics` answer everyone (the kubelet, Prometheus). `/status` and
+ * `POST /shutdown` answer loopback clients only (the pod's own containers, `kubectl port-forward`)
+ * unless `allowRemote` opens them. A loopback source proves little behind a service mesh, whose
+ * proxy delivers other pods' requests from a loopback address (Istio: 127.0.0.6), so shutdown
+ * also needs a token: off unless `shutdownTokenFile` is set, where a fresh random token is written
+ * at every start for the containers that may stop the sidecar to read.
  */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { isLoopbackAddress } from '../lib/loopback.js';
@@ -34,9 +43,16 @@ export interface AdminServerOptions {
   readonly isDraining: () => boolean;
   /** Whether the proxy listener accepts connections. */
   readonly isListening: () => boolean;
-  /** Called after `POST /shutdown` from loopback was answered 202. May be called more than once. */
+  /** Called after an accepted `POST /shutdown` was answered 202. May be called more than once. */
   readonly onShutdownRequest: () => void;
   readonly clock: Clock;
+  /** `/status` and `POST /shutdown` also answer clients that are not on loopback (default false). */
+  readonly allowRemote?: boolean;
+  /**
+   * Where to write the token `POST /shutdown` requires (`Authorization: Bearer <token>`), replaced
+   * at every start and removed by `close()`. Unset: `POST /shutdown` is refused.
+   */
+  readonly shutdownTokenFile?: string;
 }
 
 /** A listening admin server. `close()` stops it and drops its connections; calling it again is harmless. */
@@ -90,8 +106,9 @@ function isStringArray(value: unknown): value is string[] {
  */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const log = options.logger.child({ component: 'admin' });
+  let shutdownToken: Buffer | undefined;
   const server = createServer((req, res) => {
-    handle(options, log, req, res).catch((error: unknown) => {
+    handle(options, shutdownToken, log, req, res).catch((error: unknown) => {
       log.error({ err: error }, 'the admin server failed to answer a request');
       if (!res.headersSent) sendError(req, res, 500, 'internal_error', 'The admin server failed to answer; see the sidecar log.');
       else res.destroy();
@@ -112,7 +129,18 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   server.on('error', (error) => log.error({ err: error }, 'the admin server failed'));
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : options.port;
-  log.info({ host: options.host, port }, 'admin server listening');
+  const tokenFile = options.shutdownTokenFile;
+  if (tokenFile !== undefined) {
+    try {
+      shutdownToken = writeShutdownToken(tokenFile);
+    } catch (error) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      throw new ProxyError('config_invalid',
+        `The admin server cannot write the shutdown token to ${tokenFile} (${(error as NodeJS.ErrnoException).code ?? 'error'}); ` +
+        'set ADMIN_SHUTDOWN_TOKEN_FILE to a file in a writable folder.', { status: 500, proxyStatus: 'proxy_configuration_error', cause: error });
+    }
+  }
+  log.info({ host: options.host, port, remoteStatus: options.allowRemote === true, shutdown: tokenFile === undefined ? 'off' : 'token' }, 'admin server listening');
 
   let closing: Promise<void> | undefined;
   return {
@@ -120,12 +148,43 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     port,
     close() {
       closing ??= new Promise<void>((resolve) => {
+        if (tokenFile !== undefined) rmSync(tokenFile, { force: true });
         server.close(() => resolve());
         server.closeAllConnections();
       });
       return closing;
     },
   };
+}
+
+/**
+ * Writes a new random token (256 bits, base64url) to `file` and returns it. The file is replaced
+ * whole (a reader never sees half a token) and readable by every user who can reach its folder,
+ * since the app that calls `/shutdown` may run as another user: the folder decides who can read
+ * it (in Kubernetes an emptyDir that only the pod's containers mount).
+ */
+function writeShutdownToken(file: string): Buffer {
+  const token = randomBytes(32).toString('base64url');
+  const temporary = `${file}.${process.pid}.tmp`;
+  writeFileSync(temporary, `${token}\n`, { mode: 0o644 });
+  chmodSync(temporary, 0o644); // whatever the umask
+  renameSync(temporary, file);
+  return digest(token);
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/** Paths shown to loopback clients only, unless `allowRemote`. */
+const LOOPBACK_PATHS: ReadonlySet<string> = new Set(['/status', '/shutdown']);
+
+/**
+ * Whether a client at `remoteAddress` may use `path`: probes and `/metrics` always; `/status` and
+ * `/shutdown` from loopback, or from anywhere with `allowRemote`. Pure.
+ */
+export function adminPathAllowed(path: string, remoteAddress: string | undefined, allowRemote: boolean): boolean {
+  return !LOOPBACK_PATHS.has(path) || allowRemote || isLoopbackAddress(remoteAddress);
 }
 
 const ROUTES: Record<string, readonly string[]> = {
@@ -137,7 +196,7 @@ const ROUTES: Record<string, readonly string[]> = {
   '/shutdown': ['POST'],
 };
 
-async function handle(options: AdminServerOptions, log: Logger, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(options: AdminServerOptions, shutdownToken: Buffer | undefined, log: Logger, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
   const method = req.method ?? 'GET';
   res.setHeader('Cache-Control', 'no-store');
@@ -153,6 +212,11 @@ async function handle(options: AdminServerOptions, log: Logger, req: IncomingMes
   if (!allowed.includes(method)) {
     res.setHeader('Allow', allowed.join(', '));
     sendError(req, res, 405, 'method_not_allowed', `${path} accepts ${allowed.join(' and ')} only.`);
+    return;
+  }
+  if (!adminPathAllowed(path, req.socket.remoteAddress, options.allowRemote === true)) {
+    log.warn({ remoteAddress: req.socket.remoteAddress, path }, 'refused an admin request that did not come from loopback');
+    sendError(req, res, 403, 'forbidden', `${path} answers loopback clients only (the pod's containers, kubectl port-forward); ADMIN_ALLOW_REMOTE=true opens it.`);
     return;
   }
 
@@ -176,7 +240,7 @@ async function handle(options: AdminServerOptions, log: Logger, req: IncomingMes
       sendJson(req, res, 200, status(options));
       return;
     case '/shutdown':
-      shutdownRequest(options, log, req, res);
+      shutdownRequest(options, shutdownToken, log, req, res);
       return;
     default:
       sendError(req, res, 404, 'not_found', `There is no admin endpoint ${JSON.stringify(path)}.`);
@@ -223,11 +287,24 @@ function status(options: AdminServerOptions): unknown {
   };
 }
 
-function shutdownRequest(options: AdminServerOptions, log: Logger, req: IncomingMessage, res: ServerResponse): void {
+/** The token of an `Authorization: Bearer <token>` header, if there is one. */
+function bearerToken(req: IncomingMessage): string | undefined {
+  const match = /^Bearer +([A-Za-z0-9._~+/=-]+) *$/i.exec(req.headers.authorization ?? '');
+  return match?.[1];
+}
+
+function shutdownRequest(options: AdminServerOptions, shutdownToken: Buffer | undefined, log: Logger, req: IncomingMessage, res: ServerResponse): void {
   const remote = req.socket.remoteAddress;
-  if (!isLoopbackAddress(remote)) {
-    log.warn({ remoteAddress: remote }, 'refused a shutdown request that did not come from loopback');
-    sendError(req, res, 403, 'forbidden', 'POST /shutdown is accepted from loopback only (the containers of the pod); call it on 127.0.0.1.');
+  if (shutdownToken === undefined) {
+    log.warn({ remoteAddress: remote }, 'refused a shutdown request: POST /shutdown is off (ADMIN_SHUTDOWN_TOKEN_FILE is not set)');
+    sendError(req, res, 403, 'shutdown_disabled', 'POST /shutdown is off; set ADMIN_SHUTDOWN_TOKEN_FILE to turn it on.');
+    return;
+  }
+  const given = bearerToken(req);
+  if (given === undefined || !timingSafeEqual(digest(given), shutdownToken)) {
+    log.warn({ remoteAddress: remote, token: given === undefined ? 'missing' : 'wrong' }, 'refused a shutdown request without the shutdown token');
+    res.setHeader('WWW-Authenticate', 'Bearer realm="logicnets-token-proxy admin"');
+    sendError(req, res, 401, 'unauthorized', 'POST /shutdown needs Authorization: Bearer <the token in ADMIN_SHUTDOWN_TOKEN_FILE>.');
     return;
   }
   log.info({ remoteAddress: remote }, 'shutdown requested over the admin port');

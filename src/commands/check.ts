@@ -10,7 +10,7 @@ import { systemClock } from '../lib/clock.js';
 import type { Clock } from '../lib/clock.js';
 import { loadConfig } from '../config/load.js';
 import type { ConfigSources } from '../config/load.js';
-import { ConfigError } from '../lib/errors.js';
+import { ConfigError, TokenEndpointError } from '../lib/errors.js';
 import { createLogger, urlForLog } from '../lib/logger.js';
 import type { Token } from '../token/token.js';
 import { createUpstreamStack } from '../upstream-stack.js';
@@ -22,7 +22,7 @@ export const SKEW_WARN_MS = 30_000;
 /** The outcome of one step. */
 export interface CheckStep {
   readonly step: string;
-  readonly status: 'ok' | 'warn' | 'failed';
+  readonly status: 'ok' | 'warn' | 'failed' | 'skipped';
   readonly detail: string;
 }
 
@@ -35,7 +35,7 @@ export interface CheckOptions extends ConfigSources {
 }
 
 function formatStep(s: CheckStep): string {
-  const mark = s.status === 'ok' ? 'ok    ' : s.status === 'warn' ? 'warn  ' : 'FAILED';
+  const mark = s.status === 'ok' ? 'ok    ' : s.status === 'warn' ? 'warn  ' : s.status === 'skipped' ? 'skip  ' : 'FAILED';
   return `${mark}  ${s.step.padEnd(14)} ${s.detail}`;
 }
 
@@ -85,7 +85,11 @@ export async function runCheck(options: CheckOptions): Promise<number> {
       report({ step: 'key', status: 'ok', detail: `${prefix}RSA ${bits}-bit private key from ${upstream.privateKeyFile ?? 'LOGICNETS_PRIVATE_KEY'}; sub=${upstream.clientId} iss=${upstream.clientIssuer} aud=${upstream.tokenAudience}` });
 
       const { token, error: tokenError, responseDate: serverDate } = await stack.endpoint.exchangeToken();
-      if (serverDate === undefined) {
+      // No answer at all (refused, unreachable, TLS, timeout): nothing to compare, and the token step says why.
+      const answered = token !== undefined || (tokenError instanceof TokenEndpointError && tokenError.httpStatus !== undefined);
+      if (serverDate === undefined && !answered) {
+        report({ step: 'clock', status: 'skipped', detail: `${prefix}skipped: no answer from ${urlForLog(upstream.tokenUrl)} to compare clocks with` });
+      } else if (serverDate === undefined) {
         report({ step: 'clock', status: 'warn', detail: `${prefix}no Date header from ${urlForLog(upstream.tokenUrl)}; cannot compare clocks` });
       } else {
         const skew = clock.now() - serverDate;

@@ -13,10 +13,11 @@ import type { Config, UpstreamConfig } from '../config/types.js';
 import { runDemo } from './demo.js';
 import { ConfigError, ProxyError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
+import { isLoopbackHost } from '../lib/loopback.js';
 import { serve } from '../sidecar.js';
 import { createUpstreamStack } from '../upstream-stack.js';
 
-const COMMANDS = ['serve', 'demo', 'token', 'assertion', 'check'] as const;
+const COMMANDS = ['serve', 'demo', 'token', 'assertion', 'check', 'help', 'version'] as const;
 type Command = (typeof COMMANDS)[number];
 
 function version(): string {
@@ -24,9 +25,35 @@ function version(): string {
   return pkg.version;
 }
 
-/** The `--help` text, with every setting and its environment variable. */
+/** Width the `--help` text fits in. */
+export const HELP_COLUMNS = 100;
+
+/** `text` broken at spaces into lines of at most `width` characters (a longer word stays whole). */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter((w) => w !== '')) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === '' ? word : `${line} ${word}`;
+    }
+  }
+  if (line !== '') lines.push(line);
+  return lines;
+}
+
+/** The `--help` text, with every setting and its environment variable, in `HELP_COLUMNS` columns. */
 export function helpText(): string {
-  const settings = settingsDoc().map((s) => `  ${s.env.padEnd(34)} ${s.doc.replace(/`/g, '')} (default: ${s.default.replace(/`/g, '')})`);
+  const indent = 37;
+  const settings = settingsDoc().flatMap((s) => {
+    const [first = '', ...rest] = wrap(`${s.doc} (default: ${s.default})`.replace(/`/g, ''), HELP_COLUMNS - indent);
+    const name = `  ${s.env}`.padEnd(indent - 1);
+    return name.length < indent
+      ? [`${name} ${first}`, ...rest.map((l) => `${' '.repeat(indent)}${l}`)]
+      : [name, ...[first, ...rest].map((l) => `${' '.repeat(indent)}${l}`)];
+  });
   return [
     'Usage: logicnets-token-proxy [command] [options]',
     '',
@@ -39,6 +66,8 @@ export function helpText(): string {
     '  token        print a fresh access token on stdout (details on stderr)',
     '  assertion    print one signed client assertion (the jwt.io step of the tutorial)',
     '  check        walk the setup step by step: configuration, key, clock, token request, probe',
+    '  help         show this help',
+    '  version      show the version',
     '',
     'Options:',
     '  --config FILE      JSON or YAML config file (also CONFIG_FILE)',
@@ -47,7 +76,9 @@ export function helpText(): string {
     '  -h, --help         show this help',
     '  -v, --version      show the version',
     '',
-    'Settings (environment variables; a config file uses the camelCase names):',
+    'Settings (environment variables; a config file uses the camelCase names). Durations are seconds',
+    'or take a unit (500ms, 30s, 1m, 1h); sizes are bytes or take KiB, MiB, GiB; switches are',
+    'true or false. A value that does not read exactly stops the start, naming the setting.',
     ...settings,
   ].join('\n');
 }
@@ -114,15 +145,15 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = p
     return 2;
   }
   const { values, positionals } = parsed;
-  if (values.help) {
+  const command = (positionals[0] ?? 'serve') as Command;
+  if (values.help || command === 'help') {
     process.stdout.write(`${helpText()}\n`);
     return 0;
   }
-  if (values.version) {
+  if (values.version || command === 'version') {
     process.stdout.write(`${version()}\n`);
     return 0;
   }
-  const command = (positionals[0] ?? 'serve') as Command;
   if (!COMMANDS.includes(command) || positionals.length > 1) {
     process.stderr.write(`logicnets-token-proxy: unknown command "${positionals.join(' ')}"; commands: ${COMMANDS.join(', ')}. Try --help.\n`);
     return 2;
@@ -138,6 +169,11 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = p
       return assertionCommand(config, values.upstream);
     case 'serve': {
       const logger = createLogger({ level: config.logLevel });
+      if (!isLoopbackHost(config.listenHost)) {
+        // Only reachable with ALLOW_REMOTE_CLIENTS=true (the loader refuses it otherwise): say so at every start.
+        logger.warn({ listenHost: config.listenHost },
+          'LISTEN_HOST is not loopback (ALLOW_REMOTE_CLIENTS=true): every client that reaches it gets LogicNets credentials added to its requests');
+      }
       await serve(config, { logger, clock: systemClock });
       logger.flush();
       return 0;

@@ -6,7 +6,7 @@
  * variables alone describe one upstream, a file may list several.
  */
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
-import { extname } from 'node:path';
+import { dirname, extname } from 'node:path';
 import convict from 'convict';
 import type { LevelWithSilent } from 'pino';
 import { parse as parseYaml } from 'yaml';
@@ -14,6 +14,9 @@ import { ConfigError } from '../lib/errors.js';
 import { isLoopbackHost } from '../lib/loopback.js';
 import { parseExtraTokenParams } from '../token/endpoint.js';
 import type { Config, UpstreamConfig } from './types.js';
+import { overlappingUpstreams } from './ambiguity.js';
+import { settingProblem } from './formats.js';
+import type { FormatItem } from './formats.js';
 import { GLOBAL_SCHEMA, REQUIRED, UPSTREAM_KEYS, UPSTREAM_SCHEMA } from './schema.js';
 import type { GlobalKey, UpstreamKey } from './schema.js';
 
@@ -48,16 +51,13 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   }
 
   const { upstreams: fileUpstreams, ...fileGlobals } = fileData;
-  const global = convict(GLOBAL_SCHEMA, { env, args: [] });
-  const unknownGlobals = Object.keys(fileGlobals).filter((k) => !(k in GLOBAL_SCHEMA) && !(k in UPSTREAM_SCHEMA));
-  for (const key of unknownGlobals) problems.push(`${key} (config file): is not a known setting`);
-  const knownGlobals = Object.fromEntries(Object.entries(fileGlobals).filter(([k]) => k in GLOBAL_SCHEMA));
-  collectConvictProblems(() => global.load(knownGlobals).validate({ allowed: 'strict' }), problems, (key) => {
-    const env_ = (GLOBAL_SCHEMA as Record<string, { env?: string }>)[key]?.env;
-    return env_ ? `${key} (${env_})` : key;
-  });
+  for (const key of Object.keys(fileGlobals)) {
+    if (!Object.hasOwn(GLOBAL_SCHEMA, key) && !Object.hasOwn(UPSTREAM_SCHEMA, key)) problems.push(`${key} (config file): is not a known setting`);
+  }
+  const knownGlobals = Object.fromEntries(Object.entries(fileGlobals).filter(([k]) => Object.hasOwn(GLOBAL_SCHEMA, k)));
+  const globalSetting = loadSettings(GLOBAL_SCHEMA, knownGlobals, env, sourceLabel(GLOBAL_SCHEMA, knownGlobals, env), problems);
 
-  const fileUpstreamGlobals = Object.fromEntries(Object.entries(fileGlobals).filter(([k]) => k in UPSTREAM_SCHEMA));
+  const fileUpstreamGlobals = Object.fromEntries(Object.entries(fileGlobals).filter(([k]) => Object.hasOwn(UPSTREAM_SCHEMA, k)));
   const upstreams: UpstreamConfig[] = [];
 
   if (fileUpstreams !== undefined) {
@@ -68,44 +68,51 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       if (envNames.length > 0) {
         problems.push(`${envNames.join(', ')}: set while the config file lists upstreams; describe upstreams either in the file or with environment variables, not both`);
       }
-      fileUpstreams.forEach((entry, index) => {
+      fileUpstreams.forEach((entry: unknown, index) => {
         const label = (key: string) => `upstreams[${index}].${key} (config file)`;
         if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
           problems.push(`upstreams[${index}] (config file): must be an object with url, clientId and a private key`);
           return;
         }
-        const upstream = loadUpstream({ ...entry as Record<string, unknown> }, undefined, label, problems);
+        const upstream = loadUpstream(entry as Record<string, unknown>, undefined, label, problems);
         if (upstream) upstreams.push(upstream);
       });
     }
   } else {
-    const label = (key: string) => `${key} (${UPSTREAM_SCHEMA[key as UpstreamKey].env})`;
+    const label = sourceLabel(UPSTREAM_SCHEMA, fileUpstreamGlobals, env);
     const upstream = loadUpstream(fileUpstreamGlobals, env, label, problems);
     if (upstream) upstreams.push(upstream);
   }
 
   checkUniqueAndUnambiguous(upstreams, problems);
-  const g = (key: GlobalKey) => global.get(key) as unknown;
-  for (const key of ['upstreamTimeout', 'shutdownTimeout', 'idleTimeout', 'headersTimeout', 'keepAliveTimeout'] as const) {
-    if (!(Number(g(key)) > 0)) problems.push(`${key} (${GLOBAL_SCHEMA[key].env}): must be a number of seconds greater than 0`);
+  const g = (key: GlobalKey) => globalSetting(key);
+  const globalLabel = sourceLabel(GLOBAL_SCHEMA, knownGlobals, env);
+  const headersTimeout = g('headersTimeout') as number;
+  const requestTimeout = g('requestTimeout') as number;
+  if (requestTimeout > 0 && requestTimeout < headersTimeout) {
+    problems.push(`${globalLabel('requestTimeout')}: ${requestTimeout} s is shorter than ${globalLabel('headersTimeout')}, ${headersTimeout} s; ` +
+      'a whole request cannot take less time than its header section (0: no limit)');
   }
-  for (const key of ['shutdownDelay', 'requestTimeout'] as const) {
-    if (!(Number(g(key)) >= 0)) problems.push(`${key} (${GLOBAL_SCHEMA[key].env}): must be a number of seconds, 0 or more`);
+  const listenHost = String(g('listenHost')).trim();
+  if (!isLoopbackHost(listenHost) && g('allowRemoteClients') !== true) {
+    problems.push(`${globalLabel('listenHost')}: ${JSON.stringify(listenHost)} is not a loopback address: every client that reaches it ` +
+      'would get the LogicNets credentials the sidecar adds. Keep 127.0.0.1, or set ' +
+      `${globalLabel('allowRemoteClients')} to true if the network in front of it is trusted`);
   }
-  for (const key of ['maxHeaderCount', 'maxConnections'] as const) {
-    if (!(Number(g(key)) >= 1)) problems.push(`${key} (${GLOBAL_SCHEMA[key].env}): must be 1 or more`);
-  }
-  if (!(Number(g('maxHeaderSize')) >= 1024)) problems.push('maxHeaderSize (MAX_HEADER_SIZE): must be 1024 bytes or more');
-  if (!(Number(g('tokenForcedRefreshFloor')) >= 0)) problems.push('tokenForcedRefreshFloor (TOKEN_FORCED_REFRESH_FLOOR): must be a number of seconds, 0 or more');
+  const shutdownTokenFile = String(g('adminShutdownTokenFile')).trim() || undefined;
+  if (shutdownTokenFile !== undefined) checkWritableFile(shutdownTokenFile, globalLabel('adminShutdownTokenFile'), problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
     upstreams,
     logLevel: g('logLevel') as LevelWithSilent,
-    listenHost: g('listenHost') as string,
+    listenHost,
     listenPort: g('listenPort') as number,
+    allowRemoteClients: g('allowRemoteClients') as boolean,
     adminHost: g('adminHost') as string,
     adminPort: g('adminPort') as number,
+    adminAllowRemote: g('adminAllowRemote') as boolean,
+    adminShutdownTokenFile: shutdownTokenFile,
     upstreamTimeout: g('upstreamTimeout') as number,
     shutdownDelay: g('shutdownDelay') as number,
     shutdownTimeout: g('shutdownTimeout') as number,
@@ -114,14 +121,73 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     retryBodyLimit: g('retryBodyLimit') as number,
     retryBodyBudget: g('retryBodyBudget') as number,
     idleTimeout: g('idleTimeout') as number,
-    headersTimeout: g('headersTimeout') as number,
-    requestTimeout: g('requestTimeout') as number,
+    headersTimeout,
+    requestTimeout,
     keepAliveTimeout: g('keepAliveTimeout') as number,
     maxHeaderCount: g('maxHeaderCount') as number,
     maxHeaderSize: g('maxHeaderSize') as number,
     maxConnections: g('maxConnections') as number,
     tokenForcedRefreshFloor: g('tokenForcedRefreshFloor') as number,
   };
+}
+
+/** A schema item as the loader reads it. */
+type Item = FormatItem & { readonly env?: string };
+
+/**
+ * How to name a setting in a problem line: `key (ENV_NAME)` when its value came from the
+ * environment (or from nowhere: then the variable is what to set), `key (config file)` when from
+ * the file.
+ */
+function sourceLabel(schema: Readonly<Record<string, Item>>, fileData: Readonly<Record<string, unknown>>, env: NodeJS.ProcessEnv): (key: string) => string {
+  return (key) => {
+    const name = schema[key]?.env;
+    if (name !== undefined && env[name] !== undefined) return `${key} (${name})`;
+    if (Object.hasOwn(fileData, key)) return `${key} (config file)`;
+    return name === undefined ? key : `${key} (${name})`;
+  };
+}
+
+/**
+ * Loads `data` (a config file's known settings) and the environment into a convict instance of
+ * `schema`, whose strict formats read each value (`coerce`), and adds a problem line per setting
+ * that is wrong. convict 6 reports its own validation only as one joined message, so the problems
+ * come from the same format checks, run per setting here; convict's `validate` then runs as a
+ * safety net for formats this loader does not know, and its message is passed on as it is.
+ */
+function loadSettings<T extends Record<string, Item>>(
+  schema: T,
+  data: Readonly<Record<string, unknown>>,
+  env: NodeJS.ProcessEnv,
+  label: (key: string) => string,
+  problems: string[],
+): (key: string) => unknown {
+  const conf = convict(schema as convict.Schema<Record<string, unknown>>, { env, args: [] });
+  // convict types `get` by a schema type this loader does not declare; the keys come from `schema`.
+  const get = (key: string): unknown => conf.get(key as never);
+  const before = problems.length;
+  const scalars: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(data)) {
+    // A list or object where one value belongs would make convict nest into it: refuse it here.
+    if (schema[key]?.format !== Array && typeof value === 'object' && value !== null) {
+      problems.push(`${label(key)}: is ${Array.isArray(value) ? 'a list' : 'an object'}; expected a single value`);
+    } else {
+      scalars[key] = value;
+    }
+  }
+  conf.load(scalars);
+  for (const [key, item] of Object.entries(schema)) {
+    const problem = settingProblem(item, get(key));
+    if (problem !== undefined) problems.push(`${label(key)}: ${problem}`);
+  }
+  if (problems.length === before) {
+    try {
+      conf.validate({ allowed: 'strict' });
+    } catch (error) {
+      problems.push(...(error as Error).message.split('\n'));
+    }
+  }
+  return get;
 }
 
 function readConfigFile(file: string): Record<string, unknown> {
@@ -142,44 +208,22 @@ function readConfigFile(file: string): Record<string, unknown> {
   return data as Record<string, unknown>;
 }
 
-/** Runs a convict validation and turns its error text into our problem lines; returns the keys that failed. */
-function collectConvictProblems(run: () => unknown, problems: string[], label: (key: string) => string): Set<string> {
-  const failed = new Set<string>();
-  try {
-    run();
-  } catch (error) {
-    for (const line of (error as Error).message.split('\n')) {
-      const undeclared = line.match(/configuration param '(.+)' not declared/);
-      if (undeclared?.[1]) {
-        problems.push(`${undeclared[1]} (config file): is not a known setting`);
-        continue;
-      }
-      const invalid = line.match(/^([\w.]+): (.*?)(?:: value was .*)?$/);
-      if (invalid?.[1]) {
-        failed.add(invalid[1]);
-        problems.push(`${label(invalid[1])}: ${invalid[2]}`);
-      } else {
-        problems.push(line);
-      }
-    }
-  }
-  return failed;
-}
-
 function loadUpstream(
   data: Record<string, unknown>,
   env: NodeJS.ProcessEnv | undefined,
   label: (key: string) => string,
   problems: string[],
 ): UpstreamConfig | undefined {
+  const before = problems.length;
+  for (const key of Object.keys(data)) {
+    if (!Object.hasOwn(UPSTREAM_SCHEMA, key)) problems.push(`${label(key)}: is not a known setting`);
+  }
+  const known = Object.fromEntries(Object.entries(data).filter(([k]) => Object.hasOwn(UPSTREAM_SCHEMA, k)));
   const schema = env === undefined
     ? Object.fromEntries(Object.entries(UPSTREAM_SCHEMA).map(([k, v]) => [k, { ...v, env: undefined }]))
     : UPSTREAM_SCHEMA;
-  const conf = convict(schema as typeof UPSTREAM_SCHEMA, { env: env ?? {}, args: [] });
-  const before = problems.length;
-  if (typeof data.tokenMethod === 'string') data.tokenMethod = data.tokenMethod.toUpperCase();
-  const failed = collectConvictProblems(() => conf.load(data).validate({ allowed: 'strict' }), problems, label);
-  const get = (key: UpstreamKey): string => String(conf.get(key) ?? '').trim();
+  const setting = loadSettings(schema, known, env ?? {}, label, problems);
+  const get = (key: UpstreamKey): string => String(setting(key) ?? '').trim();
 
   for (const [key, message] of Object.entries(REQUIRED)) {
     if (get(key as UpstreamKey) === '') problems.push(`${label(key)}: ${message}`);
@@ -200,15 +244,12 @@ function loadUpstream(
 
   const method = get('tokenMethod').toUpperCase();
   if (method !== 'GET' && method !== 'POST') problems.push(`${label('tokenMethod')}: must be GET or POST, not "${method}"`);
-  const ttl = conf.get('assertionTtl') as number;
-  if (!failed.has('assertionTtl') && !(ttl >= 1 && ttl <= 3600)) problems.push(`${label('assertionTtl')}: must be a whole number of seconds from 1 to 3600, not ${ttl}`);
-  const timeout = conf.get('tokenTimeout') as number;
-  if (!failed.has('tokenTimeout') && !(timeout > 0)) problems.push(`${label('tokenTimeout')}: must be a number of seconds greater than 0`);
-  const lifetime = conf.get('tokenDefaultLifetime') as number;
-  if (!failed.has('tokenDefaultLifetime') && !(lifetime >= 30)) problems.push(`${label('tokenDefaultLifetime')}: must be a whole number of seconds, 30 or more`);
+  const ttl = setting('assertionTtl') as number;
+  const timeout = setting('tokenTimeout') as number;
+  const lifetime = setting('tokenDefaultLifetime') as number;
   let tokenParams: [string, string][] = [];
   try {
-    tokenParams = parseExtraTokenParams(String(conf.get('tokenParams') ?? ''));
+    tokenParams = parseExtraTokenParams(String(setting('tokenParams') ?? ''));
   } catch (error) {
     problems.push(`${label('tokenParams')}: ${(error as Error).message}`);
   }
@@ -283,6 +324,20 @@ function checkReadableFile(file: string, name: string, problems: string[]): bool
   }
 }
 
+/** Checks that `file` can be (re)written: its folder exists and is writable, and it is no folder itself. */
+function checkWritableFile(file: string, name: string, problems: string[]): void {
+  try {
+    if (statSync(file, { throwIfNoEntry: false })?.isDirectory() === true) {
+      problems.push(`${name}: ${file} is a folder; name a file in it`);
+      return;
+    }
+    accessSync(dirname(file), constants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    problems.push(`${name}: the folder of ${file} ${code === 'ENOENT' ? 'does not exist' : `cannot be written (${code ?? 'error'})`}`);
+  }
+}
+
 /** Refuses duplicate names and two upstreams that would match the same request. */
 function checkUniqueAndUnambiguous(upstreams: readonly UpstreamConfig[], problems: string[]): void {
   for (let i = 0; i < upstreams.length; i++) {
@@ -295,31 +350,4 @@ function checkUniqueAndUnambiguous(upstreams: readonly UpstreamConfig[], problem
   for (const [i, j] of overlappingUpstreams(upstreams.map((u) => u.url))) {
     problems.push(`upstreams[${i}] (${upstreams[i]!.url}) and upstreams[${j}] (${upstreams[j]!.url}): ambiguous, a request for the same host and company path would match both; give each upstream its own host or company path`);
   }
-}
-
-/**
- * The pairs of upstream URLs (by index, `i < j`) that one request could match: the same host name
- * (whatever the ports: a forward-proxy request may name no port) and company paths where one
- * prefixes the other on a segment boundary. The one ambiguity rule, used at start-up and by the
- * router. URLs that do not parse are skipped (they are reported on their own).
- */
-export function overlappingUpstreams(urls: readonly string[]): [number, number][] {
-  const parsed = urls.map((url) => {
-    try {
-      const u = new URL(url);
-      return { hostname: u.hostname, companySlash: `${u.pathname.replace(/\/+$/, '')}/` };
-    } catch {
-      return undefined;
-    }
-  });
-  const pairs: [number, number][] = [];
-  for (let i = 0; i < parsed.length; i++) {
-    for (let j = i + 1; j < parsed.length; j++) {
-      const a = parsed[i];
-      const b = parsed[j];
-      if (a === undefined || b === undefined || a.hostname !== b.hostname) continue;
-      if (a.companySlash.startsWith(b.companySlash) || b.companySlash.startsWith(a.companySlash)) pairs.push([i, j]);
-    }
-  }
-  return pairs;
 }

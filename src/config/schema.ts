@@ -3,24 +3,8 @@
  * environment variable, default, format and description (convict). `config/load.ts` loads and
  * validates against it; `settingsDoc()` documents it for `--help` and the README table.
  */
-import convict from 'convict';
-
-/**
- * Switches are `true`/`false` (or `1`/`0`), nothing else: convict's own Boolean reads every other
- * word, even `0`, `no` or `off`, as true, which would turn a feature on by a typo.
- */
-convict.addFormat({
-  name: 'strict-boolean',
-  validate(value: unknown) {
-    if (typeof value !== 'boolean') throw new Error('must be true or false');
-  },
-  coerce(value: unknown) {
-    const word = String(value).trim().toLowerCase();
-    if (word === 'true' || word === '1') return true;
-    if (word === 'false' || word === '0') return false;
-    return value;
-  },
-});
+// Registers the strict formats named below ('seconds', 'bytes', 'count', 'tcp-port', 'strict-boolean', ...).
+import './formats.js';
 
 /** One documented setting, for `--help` and the README table (`npm run settings-table`). */
 export interface SettingDoc {
@@ -42,48 +26,60 @@ export const GLOBAL_SCHEMA = {
     doc: 'Address the proxy listens on. Keep it on loopback: the sidecar adds credentials to what it forwards.',
     format: String, default: '127.0.0.1', env: 'LISTEN_HOST',
   },
-  listenPort: { doc: 'Port of the proxy listener.', format: 'port', default: 8080, env: 'LISTEN_PORT' },
+  listenPort: { doc: 'Port of the proxy listener.', format: 'tcp-port', default: 8080, env: 'LISTEN_PORT' },
+  allowRemoteClients: {
+    doc: 'Allow a LISTEN_HOST that is not loopback, which lets every client that reaches it use the credentials the sidecar adds; logged as a warning at start.',
+    format: 'strict-boolean', default: false, env: 'ALLOW_REMOTE_CLIENTS',
+  },
   adminHost: {
     doc: 'Address of the admin listener (probes, metrics, status); all interfaces so the kubelet can probe it.',
     format: String, default: '0.0.0.0', env: 'ADMIN_HOST',
   },
-  adminPort: { doc: 'Port of the admin listener.', format: 'port', default: 9090, env: 'ADMIN_PORT' },
+  adminPort: { doc: 'Port of the admin listener.', format: 'tcp-port', default: 9090, env: 'ADMIN_PORT' },
+  adminAllowRemote: {
+    doc: '`/status` and `POST /shutdown` also answer clients that are not on loopback (probes and `/metrics` always do); `/shutdown` still needs its token.',
+    format: 'strict-boolean', default: false, env: 'ADMIN_ALLOW_REMOTE',
+  },
+  adminShutdownTokenFile: {
+    doc: 'Turns `POST /shutdown` on: at start the sidecar writes a new random token to this file, and a shutdown request must send `Authorization: Bearer <token>`. Put it where only the pod\'s containers can read it.',
+    format: String, default: '', env: 'ADMIN_SHUTDOWN_TOKEN_FILE',
+  },
   upstreamTimeout: {
     doc: 'Seconds to wait for the upstream\'s response headers once the request is sent, before answering 504.',
-    format: Number, default: 60, env: 'UPSTREAM_TIMEOUT',
+    format: 'seconds', default: 60, env: 'UPSTREAM_TIMEOUT',
   },
   idleTimeout: {
     doc: 'Seconds a request or response body may stall (no byte moves either way) before the exchange is cut.',
-    format: Number, default: 60, env: 'IDLE_TIMEOUT',
+    format: 'seconds', default: 60, env: 'IDLE_TIMEOUT',
   },
   headersTimeout: {
     doc: 'Seconds a client may take to send its request line and header fields (Node `headersTimeout`); then 408.',
-    format: Number, default: 20, env: 'HEADERS_TIMEOUT',
+    format: 'seconds', default: 20, env: 'HEADERS_TIMEOUT',
   },
   requestTimeout: {
     doc: 'Seconds a client may take to send its whole request (Node `requestTimeout`); 0: no limit, IDLE_TIMEOUT still cuts a stalled upload.',
-    format: Number, default: 0, env: 'REQUEST_TIMEOUT',
+    format: 'seconds-or-zero', default: 0, env: 'REQUEST_TIMEOUT',
   },
   keepAliveTimeout: {
-    doc: 'Seconds an idle client connection is kept open for its next request.', format: Number, default: 5, env: 'KEEP_ALIVE_TIMEOUT',
+    doc: 'Seconds an idle client connection is kept open for its next request.', format: 'seconds', default: 5, env: 'KEEP_ALIVE_TIMEOUT',
   },
   maxHeaderCount: {
-    doc: 'Most header fields a request may have; more are refused with 431, never forwarded.', format: 'nat', default: 200, env: 'MAX_HEADER_COUNT',
+    doc: 'Most header fields a request may have; more are refused with 431, never forwarded.', format: 'count', default: 200, env: 'MAX_HEADER_COUNT',
   },
   maxHeaderSize: {
     doc: 'Largest request header section in bytes (Node `maxHeaderSize`); larger ones are refused with 431.',
-    format: 'nat', default: 16384, env: 'MAX_HEADER_SIZE',
+    format: 'bytes', min: 1024, default: 16384, env: 'MAX_HEADER_SIZE',
   },
   maxConnections: {
     doc: 'Most client connections open at once; a connection beyond it is answered 503 and closed.',
-    format: 'nat', default: 1024, env: 'MAX_CONNECTIONS',
+    format: 'count', default: 1024, env: 'MAX_CONNECTIONS',
   },
   shutdownDelay: {
     doc: 'Seconds to keep serving after SIGTERM before closing the listener (set a few seconds for a non-native sidecar).',
-    format: Number, default: 0, env: 'SHUTDOWN_DELAY',
+    format: 'seconds-or-zero', default: 0, env: 'SHUTDOWN_DELAY',
   },
   shutdownTimeout: {
-    doc: 'Seconds in-flight requests get to finish once the listener is closed.', format: Number, default: 20, env: 'SHUTDOWN_TIMEOUT',
+    doc: 'Seconds in-flight requests get to finish once the listener is closed.', format: 'seconds', default: 20, env: 'SHUTDOWN_TIMEOUT',
   },
   readinessRequireToken: {
     doc: '`/readyz` also requires a valid token for every upstream.', format: 'strict-boolean', default: false, env: 'READINESS_REQUIRE_TOKEN',
@@ -93,15 +89,15 @@ export const GLOBAL_SCHEMA = {
   },
   retryBodyLimit: {
     doc: 'Largest request body in bytes kept while sending, so the request can be resent once after a 401.',
-    format: 'nat', default: 1048576, env: 'RETRY_BODY_LIMIT',
+    format: 'bytes', default: 1048576, env: 'RETRY_BODY_LIMIT',
   },
   retryBodyBudget: {
     doc: 'Most bytes of request bodies kept for a resend at once, over all requests; a request that would exceed it is sent without a copy (a 401 then reaches the client).',
-    format: 'nat', default: 4194304, env: 'RETRY_BODY_BUDGET',
+    format: 'bytes', default: 4194304, env: 'RETRY_BODY_BUDGET',
   },
   tokenForcedRefreshFloor: {
     doc: 'Least seconds between two token refreshes forced by a 401 from an upstream: a 401 sooner after the last one is passed to the client and the token kept, so an upstream that refuses every token cannot turn traffic into token requests.',
-    format: Number, default: 30, env: 'TOKEN_FORCED_REFRESH_FLOOR',
+    format: 'seconds-or-zero', default: 30, env: 'TOKEN_FORCED_REFRESH_FLOOR',
   },
   upstreams: {
     doc: 'Upstreams from the config file (each entry uses the upstream settings below in camelCase).',
@@ -145,18 +141,18 @@ export const UPSTREAM_SCHEMA = {
   },
   tokenScope: { doc: 'Optional `scope` parameter of the token request.', format: String, default: '', env: 'LOGICNETS_TOKEN_SCOPE' },
   assertionTtl: {
-    doc: 'Lifetime of a client assertion in seconds (1 to 3600).', format: 'int', default: 300, env: 'LOGICNETS_ASSERTION_TTL',
+    doc: 'Lifetime of a client assertion in seconds (1 to 3600).', format: 'whole-seconds', min: 1, max: 3600, default: 300, env: 'LOGICNETS_ASSERTION_TTL',
   },
   caFile: {
     doc: 'Extra CA certificates (PEM) trusted for the token endpoint and the upstream, besides the system CAs.',
     format: String, default: '', env: 'LOGICNETS_CA_FILE',
   },
   tokenTimeout: {
-    doc: 'Seconds one token request may take.', format: Number, default: 10, env: 'LOGICNETS_TOKEN_TIMEOUT',
+    doc: 'Seconds one token request may take.', format: 'seconds', default: 10, env: 'LOGICNETS_TOKEN_TIMEOUT',
   },
   tokenDefaultLifetime: {
     doc: 'Lifetime in seconds assumed for a token that has neither `expires_in` nor a JWT `exp`.',
-    format: 'int', default: 300, env: 'LOGICNETS_TOKEN_DEFAULT_LIFETIME',
+    format: 'whole-seconds', min: 30, default: 300, env: 'LOGICNETS_TOKEN_DEFAULT_LIFETIME',
   },
   assertionType: {
     doc: '`typ` header of the client assertion: `JWT` (the LogicNets tutorial) or `client-authentication+jwt` (RFC 10070, for servers that require it).',
@@ -205,6 +201,7 @@ function describeDefault(key: string, value: unknown): string {
   if (key === 'name') return 'host and company of the URL';
   if (key === 'url' || key === 'clientId') return 'required';
   if (key === 'privateKeyFile' || key === 'privateKey') return 'one of the two required';
+  if (key === 'adminShutdownTokenFile') return 'none: `POST /shutdown` is off';
   if (value === '' || value === undefined) return 'none';
   return `\`${String(value)}\``;
 }

@@ -1,6 +1,7 @@
 /**
- * The validated configuration model, as `loadConfig` (src/config.ts) returns it. Every default is
- * already applied: consumers never see a missing required value. Durations are in seconds.
+ * The validated configuration model, as `loadConfig` (config/load.ts) returns it. Every default is
+ * already applied: consumers never see a missing required value. Durations are in seconds (a
+ * setting written as `500ms` or `1m` arrives here as 0.5 or 60), sizes in bytes.
  */
 import type { LevelWithSilent } from 'pino';
 
@@ -49,9 +50,15 @@ export interface Config {
   /** Proxy listener; defaults to 127.0.0.1:8080 so the sidecar is not an open proxy for the cluster. */
   readonly listenHost: string;
   readonly listenPort: number;
+  /** A `listenHost` that is not loopback was explicitly allowed (the sidecar warns at start). */
+  readonly allowRemoteClients: boolean;
   /** Admin listener (probes, metrics, status); defaults to 0.0.0.0:9090. */
   readonly adminHost: string;
   readonly adminPort: number;
+  /** `/status` and `POST /shutdown` also answer clients that are not on loopback. */
+  readonly adminAllowRemote: boolean;
+  /** Where the sidecar writes the token `POST /shutdown` requires; `undefined`: shutdown over the admin port is off. */
+  readonly adminShutdownTokenFile: string | undefined;
   /** Time limit for the upstream's response headers once the request is sent, in seconds. */
   readonly upstreamTimeout: number;
   /** Time a request or response body may stall in either direction, in seconds. */

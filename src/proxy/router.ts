@@ -13,7 +13,7 @@
  * out of a company path: what is matched is exactly what is sent.
  */
 import type { Agent } from 'node:http';
-import { overlappingUpstreams } from '../config/load.js';
+import { overlappingUpstreams } from '../config/ambiguity.js';
 import type { UpstreamConfig } from '../config/types.js';
 import { ConfigError, ProxyError } from '../lib/errors.js';
 import type { CachedTokenSource } from '../token/token.js';

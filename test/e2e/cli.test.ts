@@ -12,7 +12,7 @@ import { startEmulator } from '../../src/emulator/emulator.js';
 import type { Emulator } from '../../src/emulator/emulator.js';
 import { makeTestPki } from '../helpers/tls.js';
 import type { TestPki } from '../helpers/tls.js';
-import { runCliProcess } from '../helpers/cli.js';
+import { runCliProcess, startCliProcess, waitFor } from '../helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ltp-cli-'));
 const clientId = randomUUID().toUpperCase();
@@ -79,6 +79,19 @@ test('--help lists the commands and the settings; --version prints the package v
   assert.equal(version.stdout.trim(), JSON.parse(readFileSync('package.json', 'utf8')).version);
 });
 
+test('--help fits 100 columns; `help` and `version` work as commands', async () => {
+  const help = await runCliProcess(['--help'], {});
+  const long = help.stdout.split('\n').filter((line) => line.length > 100);
+  assert.deepEqual(long, [], 'lines longer than 100 columns');
+  assert.match(help.stdout, /^ {2}UPSTREAM_TIMEOUT +Seconds to wait/m);
+  const command = await runCliProcess(['help'], {});
+  assert.equal(command.code, 0);
+  assert.equal(command.stdout, help.stdout);
+  const version = await runCliProcess(['version'], {});
+  assert.equal(version.code, 0);
+  assert.equal(version.stdout.trim(), JSON.parse(readFileSync('package.json', 'utf8')).version);
+});
+
 test('a bad setting stops with one message naming it, exit code 2 and no stack trace', async () => {
   const result = await runCliProcess(['token'], { LOGICNETS_URL: 'ftp://x/y', LOGICNETS_ASSERTION_TTL: '9999' });
   assert.equal(result.code, 2);
@@ -89,6 +102,37 @@ test('a bad setting stops with one message naming it, exit code 2 and no stack t
   const unknown = await runCliProcess(['frobnicate'], {});
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown command/);
+});
+
+test('a value that does not read exactly stops `serve` naming where it came from, environment or file', async () => {
+  const fromEnv = await runCliProcess(['serve'], { ...env, LISTEN_PORT: '28082x', UPSTREAM_TIMEOUT: '1 minute', RETRY_BODY_LIMIT: '1MB' });
+  assert.equal(fromEnv.code, 2);
+  assert.match(fromEnv.stderr, /listenPort \(LISTEN_PORT\): must be a port number \(digits only\), not "28082x"/);
+  assert.match(fromEnv.stderr, /upstreamTimeout \(UPSTREAM_TIMEOUT\): must be a duration/);
+  assert.match(fromEnv.stderr, /retryBodyLimit \(RETRY_BODY_LIMIT\): .*"MB" is read both as 1000 and as 1024 bytes/);
+  assert.doesNotMatch(fromEnv.stderr, /\n\s+at /, 'no stack trace');
+  const file = join(dir, 'bad-settings.yaml');
+  writeFileSync(file, `upstreamTimeout: 5 minutes\nupstreams:\n  - url: ${emulator.url}\n    clientId: ${clientId}\n    privateKeyFile: ${keyFile}\n    assertionTtl: 2h\n`);
+  const fromFile = await runCliProcess(['serve', '--config', file], {});
+  assert.equal(fromFile.code, 2);
+  assert.match(fromFile.stderr, /upstreamTimeout \(config file\): must be a duration .*not "5 minutes"/);
+  assert.match(fromFile.stderr, /upstreams\[0\]\.assertionTtl \(config file\): must be a whole number of seconds from 1 to 3600/);
+  assert.doesNotMatch(fromFile.stderr, /\n\s+at /, 'no stack trace');
+  const remote = await runCliProcess(['serve'], { ...env, LISTEN_HOST: '0.0.0.0' });
+  assert.equal(remote.code, 2);
+  assert.match(remote.stderr, /LISTEN_HOST.*not a loopback address.*ALLOW_REMOTE_CLIENTS/);
+});
+
+test('with ALLOW_REMOTE_CLIENTS=true a non-loopback LISTEN_HOST starts, with a warning', async (t) => {
+  const run = startCliProcess(['serve'], { ...env, LISTEN_HOST: '0.0.0.0', ALLOW_REMOTE_CLIENTS: 'true', LISTEN_PORT: '0', ADMIN_PORT: '0', ADMIN_HOST: '127.0.0.1' });
+  t.after(() => { run.child.kill('SIGKILL'); });
+  await waitFor(() => run.output().includes('"msg":"listening"'), 'the sidecar to listen');
+  const warning = run.output().split('\n').find((line) => line.includes('LISTEN_HOST is not loopback'));
+  assert.ok(warning, run.output());
+  assert.equal(JSON.parse(warning).level, 'warn');
+  const exited = new Promise((resolve) => run.child.once('exit', resolve));
+  run.child.kill('SIGTERM');
+  assert.equal(await exited, 0);
 });
 
 test('`token` prints a token on stdout that the LogicNets API accepts', async () => {
@@ -155,6 +199,9 @@ test('`check` explains an unreachable token endpoint in one line', async () => {
   const failed = result.stdout.split('\n').filter((l) => l.startsWith('FAILED'));
   assert.equal(failed.length, 1, result.stdout);
   assert.match(failed[0] ?? '', new RegExp(`token request.*127\\.0\\.0\\.1:${port}`));
+  // No answer, so no Date header to blame: the clock comparison is skipped, not a warning.
+  assert.match(result.stdout, /^skip\s+clock\s+skipped: no answer from /m);
+  assert.doesNotMatch(result.stdout, /Date header/);
 });
 
 test('`check` reports an unusable key file without printing it', async () => {

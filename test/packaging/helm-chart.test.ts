@@ -754,6 +754,17 @@ for (const helm of helms) {
       }
     });
 
+    test('durations render as the sidecar reads them: 1000000 stays 1000000 (not Helm\'s 1e+06), 0.5 stays 0.5', () => {
+      const manifests = render('ci/minimal-values.yaml', valuesFile({ [alias]: { nativeSidecar: false, upstreamTimeout: 1000000, shutdownTimeout: 2147483, legacyShutdownDelay: 0.5 } }));
+      const sidecar = podOf(manifests, 'Deployment').containers.find((c) => c.name === SIDECAR)!;
+      const env = envOf(sidecar);
+      assert.deepEqual([env.get('UPSTREAM_TIMEOUT'), env.get('SHUTDOWN_TIMEOUT'), env.get('SHUTDOWN_DELAY')], ['1000000', '2147483', '0.5']);
+      const config = loadConfig({ env: { LOGICNETS_URL: 'https://lua5.logicnets.local/logicnets', LOGICNETS_CLIENT_ID: 'x', LOGICNETS_PRIVATE_KEY_FILE: placeholderKey,
+        UPSTREAM_TIMEOUT: env.get('UPSTREAM_TIMEOUT')!, SHUTDOWN_TIMEOUT: env.get('SHUTDOWN_TIMEOUT')!, SHUTDOWN_DELAY: env.get('SHUTDOWN_DELAY')! } });
+      assert.deepEqual([config.upstreamTimeout, config.shutdownTimeout, config.shutdownDelay], [1000000, 2147483, 0.5]);
+      assert.match(refuse('--set', `${alias}.upstreamTimeout=2147484`), /upstreamTimeout/);
+    });
+
     test('equal proxy and admin ports fail the render naming both settings; different ports render', () => {
       const random = seeded(7);
       for (let i = 0; i < 3; i++) {
@@ -845,7 +856,16 @@ for (const helm of helms) {
       assert.match(app.get('NO_PROXY') ?? '', /(^|,)\.svc(,|$)/);
       assert.match(app.get('NO_PROXY') ?? '', /(^|,)\.cluster\.local(,|$)/);
       const job = podOf(manifests, 'Job');
-      assert.match(String((job.containers.find((c) => c.name === 'app')?.args as string[] | undefined)?.[0] ?? ''), /-X POST "\$SIDECAR_ADMIN_URL\/shutdown"/);
+      const jobApp = job.containers.find((c) => c.name === 'app')!;
+      const script = String((jobApp.args as string[] | undefined)?.[0] ?? '');
+      assert.match(script, /-X POST "\$SIDECAR_ADMIN_URL\/shutdown"/);
+      // /shutdown needs the token the sidecar writes to an in-memory emptyDir that only the sidecar and the app mount.
+      const tokenFile = envOf(job.containers.find((c) => c.name === SIDECAR)!).get('ADMIN_SHUTDOWN_TOKEN_FILE')!;
+      assert.ok(script.includes(`-H "Authorization: Bearer $(cat ${tokenFile})"`), script);
+      const adminVolume = job.volumes.find((v) => v.name === 'logicnets-token-proxy-admin') as { emptyDir?: { medium?: string } } | undefined;
+      assert.equal(adminVolume?.emptyDir?.medium, 'Memory');
+      assert.deepEqual(jobApp.volumeMounts, [{ name: 'logicnets-token-proxy-admin', mountPath: dirname(tokenFile), readOnly: true }]);
+      assert.deepEqual(job.containers.filter((c) => c.volumeMounts?.some((m) => m.name === 'logicnets-token-proxy-admin')).map((c) => c.name).sort(), ['app', SIDECAR].sort());
       const configMap = manifests.find((m) => m.kind === 'ConfigMap') as Manifest & { data: Record<string, string> };
       assert.ok(configMap?.data['config.yaml']);
       const checksum = createHash('sha256').update(configMap.data['config.yaml'].replace(/\n$/, '')).digest('hex');
@@ -873,6 +893,9 @@ for (const helm of helms) {
         mounted('LOGICNETS_PRIVATE_KEY_FILE', privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
         mounted('LOGICNETS_CA_FILE', pki.caCertPem);
         mounted('CONFIG_FILE', (manifests.find((m) => m.kind === 'ConfigMap') as { data?: Record<string, string> } | undefined)?.data?.['config.yaml'] ?? '');
+        // The shutdown token's folder is an emptyDir: the sidecar writes the file itself.
+        if (env.ADMIN_SHUTDOWN_TOKEN_FILE !== undefined) env.ADMIN_SHUTDOWN_TOKEN_FILE = join(mounts, basename(env.ADMIN_SHUTDOWN_TOKEN_FILE));
+        assert.equal(env.ADMIN_SHUTDOWN_TOKEN_FILE !== undefined, sidecar.restartPolicy !== 'Always', `${file}: POST /shutdown is on exactly for a plain sidecar`);
         const config = loadConfig({ env });
         assert.equal(config.listenHost, '127.0.0.1', file);
         assert.equal(config.listenPort, 8080, file);

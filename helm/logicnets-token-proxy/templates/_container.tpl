@@ -98,15 +98,19 @@ containers may use the proxy.
 - name: LOG_LEVEL
   value: {{ .Values.tokenProxy.logLevel | quote }}
 - name: UPSTREAM_TIMEOUT
-  value: {{ .Values.tokenProxy.upstreamTimeout | toString | quote }}
+  value: {{ include "logicnets-token-proxy.plainNumber" .Values.tokenProxy.upstreamTimeout | quote }}
 - name: SHUTDOWN_TIMEOUT
-  value: {{ .Values.tokenProxy.shutdownTimeout | toString | quote }}
+  value: {{ include "logicnets-token-proxy.plainNumber" .Values.tokenProxy.shutdownTimeout | quote }}
 {{- if not .Values.tokenProxy.nativeSidecar }}
 - name: SHUTDOWN_DELAY
-  value: {{ .Values.tokenProxy.legacyShutdownDelay | toString | quote }}
+  value: {{ include "logicnets-token-proxy.plainNumber" .Values.tokenProxy.legacyShutdownDelay | quote }}
 {{- end }}
 - name: READINESS_REQUIRE_TOKEN
   value: {{ .Values.tokenProxy.readinessRequireToken | toString | quote }}
+{{- with (include "logicnets-token-proxy.shutdownTokenFile" .) }}
+- name: ADMIN_SHUTDOWN_TOKEN_FILE
+  value: {{ . | quote }}
+{{- end }}
 {{- if .Values.tokenProxy.config }}
 - name: CONFIG_FILE
   value: {{ printf "%s/config.yaml" (.Values.tokenProxy.configMountPath | trimSuffix "/") | quote }}
@@ -191,4 +195,16 @@ readinessProbe:
   periodSeconds: {{ .Values.tokenProxy.probes.readiness.periodSeconds }}
   failureThreshold: {{ .Values.tokenProxy.probes.readiness.failureThreshold }}
   timeoutSeconds: {{ .Values.tokenProxy.probes.readiness.timeoutSeconds }}
+{{- end -}}
+
+{{/*
+A number as the sidecar reads it: Helm holds values as float64 and `toString` writes 1000000 as
+"1e+06", which the sidecar's strict settings refuse. Whole numbers are written as integers.
+*/}}
+{{- define "logicnets-token-proxy.plainNumber" -}}
+{{- if eq (float64 .) (float64 (int64 .)) -}}
+{{- int64 . -}}
+{{- else -}}
+{{- . -}}
+{{- end -}}
 {{- end -}}

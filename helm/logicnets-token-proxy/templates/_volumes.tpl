@@ -6,6 +6,8 @@ The sidecar's volumes (for the pod's `volumes:` list) and its mounts (used by th
 Pod volumes: the private key from the existing Secret (root-owned files of mode
 tokenProxy.privateKey.defaultMode, 0444 by default: without a pod-wide fsGroup the sidecar's uid
 65532 reads them through the "other" bits; only the sidecar mounts this volume), an emptyDir for /tmp,
+for a plain (non-native) sidecar an in-memory emptyDir where it writes the token `POST /shutdown`
+needs (mounted by the sidecar and, read-only, by the app: see `logicnets-token-proxy.appVolumeMounts`),
 and the config file and CA ConfigMaps when they are set. Use it under `volumes:` with nindent.
 */}}
 {{- define "logicnets-token-proxy.volumes" -}}
@@ -16,6 +18,12 @@ and the config file and CA ConfigMaps when they are set. Use it under `volumes:`
 - name: logicnets-token-proxy-tmp
   emptyDir:
     sizeLimit: {{ .Values.tokenProxy.tmpSizeLimit }}
+{{- if include "logicnets-token-proxy.shutdownTokenFile" . }}
+- name: logicnets-token-proxy-admin
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+{{- end }}
 {{- if .Values.tokenProxy.config }}
 - name: logicnets-token-proxy-config
   configMap:
@@ -41,6 +49,10 @@ and the config file and CA ConfigMaps when they are set. Use it under `volumes:`
   readOnly: true
 - name: logicnets-token-proxy-tmp
   mountPath: /tmp
+{{- if include "logicnets-token-proxy.shutdownTokenFile" . }}
+- name: logicnets-token-proxy-admin
+  mountPath: {{ include "logicnets-token-proxy.adminDir" . }}
+{{- end }}
 {{- if .Values.tokenProxy.config }}
 - name: logicnets-token-proxy-config
   mountPath: {{ .Values.tokenProxy.configMountPath }}
@@ -51,4 +63,34 @@ and the config file and CA ConfigMaps when they are set. Use it under `volumes:`
   mountPath: {{ .Values.tokenProxy.ca.mountPath }}
   readOnly: true
 {{- end }}
+{{- end -}}
+
+{{/* Folder of the shutdown token in the sidecar and the app (the in-memory emptyDir). */}}
+{{- define "logicnets-token-proxy.adminDir" -}}
+/var/run/logicnets-token-proxy-admin
+{{- end -}}
+
+{{/*
+The file holding the token that `POST /shutdown` needs (ADMIN_SHUTDOWN_TOKEN_FILE), for a plain
+(non-native) sidecar, the only kind an app must stop itself (in a Job). Empty for a native sidecar:
+Kubernetes stops it, and its `/shutdown` stays off. The sidecar writes a new random token there at
+every start; the app sends it as `Authorization: Bearer $(cat <file>)`.
+*/}}
+{{- define "logicnets-token-proxy.shutdownTokenFile" -}}
+{{- if not .Values.tokenProxy.nativeSidecar -}}
+{{ include "logicnets-token-proxy.adminDir" . }}/shutdown-token
+{{- end -}}
+{{- end -}}
+
+{{/*
+The app container's read-only mount of the shutdown token's folder, for an app that ends a plain
+sidecar with `POST /shutdown` (a Job); empty for a native sidecar. Only the containers that mount
+it can read the token. Use it under the app container's `volumeMounts:` with nindent.
+*/}}
+{{- define "logicnets-token-proxy.appVolumeMounts" -}}
+{{- if include "logicnets-token-proxy.shutdownTokenFile" . -}}
+- name: logicnets-token-proxy-admin
+  mountPath: {{ include "logicnets-token-proxy.adminDir" . }}
+  readOnly: true
+{{- end -}}
 {{- end -}}

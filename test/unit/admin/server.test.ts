@@ -1,8 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { networkInterfaces } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { request } from 'node:http';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SignJWT } from 'jose';
-import { startAdminServer } from '../../../src/admin/server.js';
+import { adminPathAllowed, startAdminServer } from '../../../src/admin/server.js';
+import type { AdminServerOptions } from '../../../src/admin/server.js';
 import { isLoopbackAddress } from '../../../src/lib/loopback.js';
 import type { AdminServer, AdminUpstream } from '../../../src/admin/server.js';
 import { ProxyError } from '../../../src/lib/errors.js';
@@ -47,6 +51,26 @@ function call(port: number, method: string, path: string, host = '127.0.0.1'): P
   return requestText({ port, method, path, host });
 }
 
+/** One request with headers, optionally from a chosen local address (any of 127.0.0.0/8 works on Linux). */
+function callWith(port: number, method: string, path: string, options: { host?: string; localAddress?: string; headers?: Record<string, string> }): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: options.host ?? '127.0.0.1', port, method, path, localAddress: options.localAddress, headers: options.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** This machine's first non-loopback IPv4 address, if it has one. */
+const external = Object.values(networkInterfaces()).flat().find((i) => i !== undefined && i.family === 'IPv4' && !i.internal)?.address;
+
+const tokenDir = mkdtempSync(join(tmpdir(), 'ltp-admin-'));
+after(() => rmSync(tokenDir, { recursive: true, force: true }));
+
 function json(answer: Answer): Record<string, unknown> {
   assert.match(String(answer.headers['content-type']), /^application\/json/);
   return JSON.parse(answer.body) as Record<string, unknown>;
@@ -83,6 +107,7 @@ describe('admin server', () => {
       isListening: () => flags.listening,
       onShutdownRequest: () => { flags.shutdownCalls += 1; },
       clock,
+      shutdownTokenFile: join(tokenDir, 'shutdown-token'),
     });
   });
   after(() => admin.close());
@@ -219,25 +244,54 @@ describe('admin server', () => {
     assert.equal('claims' in (body.upstreams[0]?.token ?? {}), false);
   });
 
-  test('POST /shutdown from loopback answers 202 and calls back', async () => {
+  test('POST /shutdown needs the token the server wrote to its file: 202 and the callback only with it', async () => {
+    const file = join(tokenDir, 'shutdown-token');
+    const token = readFileSync(file, 'utf8').trim();
+    assert.match(token, /^[A-Za-z0-9_-]{43}$/, '256 random bits, base64url');
+    assert.equal(statSync(file).mode & 0o777, 0o644, 'readable by an app container running as another user');
     const callsBefore = flags.shutdownCalls;
-    const answer = await call(admin.port, 'POST', '/shutdown');
+
+    const missing = await callWith(admin.port, 'POST', '/shutdown', {});
+    assert.equal(missing.status, 401);
+    assert.equal(json(missing).error, 'unauthorized');
+    assert.match(String(missing.headers['www-authenticate']), /^Bearer /);
+    for (const wrong of [`${token}x`, token.slice(1), 'x'.repeat(43), '']) {
+      const answer = await callWith(admin.port, 'POST', '/shutdown', { headers: { authorization: `Bearer ${wrong}` } });
+      assert.equal(answer.status, 401, `token ${JSON.stringify(wrong)}`);
+    }
+    assert.equal((await callWith(admin.port, 'POST', '/shutdown', { headers: { authorization: `Basic ${token}` } })).status, 401);
+    assert.equal(flags.shutdownCalls, callsBefore, 'no callback without the token');
+
+    const answer = await callWith(admin.port, 'POST', '/shutdown', { headers: { authorization: `Bearer ${token}` } });
     assert.equal(answer.status, 202);
     assert.equal(answer.headers['cache-control'], 'no-store');
     assert.equal(flags.shutdownCalls, callsBefore + 1);
+    assert.ok(!sink.text().includes(token), 'the token is never logged');
   });
 
-  test('POST /shutdown from a non-loopback address is refused with 403', async (t) => {
-    const external = Object.values(networkInterfaces()).flat()
-      .find((i) => i !== undefined && i.family === 'IPv4' && !i.internal);
-    if (external === undefined) {
-      t.skip('this machine has no non-loopback IPv4 address; isLoopbackAddress is unit-tested below');
-      return;
+  // A service mesh's proxy delivers other pods' requests from a loopback address (Istio: 127.0.0.6):
+  // the source address alone must not be enough to stop the sidecar.
+  test('a loopback source without the token cannot shut down (what a mesh proxy would look like)', async () => {
+    const callsBefore = flags.shutdownCalls;
+    const answer = await callWith(admin.port, 'POST', '/shutdown', { localAddress: '127.0.0.6' });
+    assert.equal(answer.status, 401);
+    assert.equal(flags.shutdownCalls, callsBefore);
+    assert.equal((await callWith(admin.port, 'GET', '/status', { localAddress: '127.0.0.6' })).status, 200, 'loopback sees /status');
+  });
+
+  test('from a non-loopback address: probes and /metrics answer, /status and /shutdown (even with the token) are 403', { skip: external === undefined ? 'no non-loopback IPv4 address; adminPathAllowed is tested with a table below' : false }, async () => {
+    const token = readFileSync(join(tokenDir, 'shutdown-token'), 'utf8').trim();
+    for (const path of ['/livez', '/healthz', '/readyz', '/metrics']) {
+      assert.equal((await call(admin.port, 'GET', path, external)).status, 200, path);
     }
     const callsBefore = flags.shutdownCalls;
-    const answer = await call(admin.port, 'POST', '/shutdown', external.address);
-    assert.equal(answer.status, 403);
-    assert.equal(json(answer).error, 'forbidden');
+    const status = await call(admin.port, 'GET', '/status', external);
+    assert.equal(status.status, 403);
+    assert.equal(json(status).error, 'forbidden');
+    assert.match(String(json(status).message), /ADMIN_ALLOW_REMOTE=true/);
+    assert.ok(!status.body.includes('lua5'), 'nothing of the status leaks');
+    const shutdown = await callWith(admin.port, 'POST', '/shutdown', { host: external, headers: { authorization: `Bearer ${token}` } });
+    assert.equal(shutdown.status, 403);
     assert.equal(flags.shutdownCalls, callsBefore, 'the callback must not run');
   });
 
@@ -287,5 +341,66 @@ test('isLoopbackAddress accepts 127.0.0.0/8, ::1 and IPv4-mapped loopback only',
   for (const address of [undefined, '', 'localhost', '10.0.0.1', '128.0.0.1', '126.255.255.255', '0.0.0.0', '::', '::2',
     '::ffff:10.0.0.1', 'fe80::1', '192.168.1.127', '127.0.0.1.evil']) {
     assert.equal(isLoopbackAddress(address), false, String(address));
+  }
+});
+
+/** Options for a second admin server in the tests below. */
+function otherOptions(overrides: Partial<AdminServerOptions>): AdminServerOptions {
+  return {
+    host: '0.0.0.0', port: 0, logger: sink.logger, metrics: new Metrics(), upstreams: [],
+    readinessRequireToken: false, isDraining: () => false, isListening: () => true,
+    onShutdownRequest: () => undefined, clock, ...overrides,
+  };
+}
+
+test('without ADMIN_SHUTDOWN_TOKEN_FILE, POST /shutdown is off (403 shutdown_disabled), even from loopback', async (t) => {
+  let calls = 0;
+  const admin = await startAdminServer(otherOptions({ onShutdownRequest: () => { calls += 1; } }));
+  t.after(() => admin.close());
+  const answer = await callWith(admin.port, 'POST', '/shutdown', { headers: { authorization: 'Bearer anything' } });
+  assert.equal(answer.status, 403);
+  assert.equal(json(answer).error, 'shutdown_disabled');
+  assert.match(String(json(answer).message), /ADMIN_SHUTDOWN_TOKEN_FILE/);
+  assert.equal(calls, 0);
+});
+
+test('every start writes a new token, close() removes the file, an unwritable folder is a config error', async () => {
+  const file = join(tokenDir, 'rotating-token');
+  const first = await startAdminServer(otherOptions({ shutdownTokenFile: file }));
+  const one = readFileSync(file, 'utf8');
+  await first.close();
+  assert.throws(() => statSync(file), /ENOENT/, 'close() removes the token file');
+  const second = await startAdminServer(otherOptions({ shutdownTokenFile: file }));
+  const two = readFileSync(file, 'utf8');
+  await second.close();
+  assert.notEqual(one, two);
+  await assert.rejects(startAdminServer(otherOptions({ shutdownTokenFile: join(tokenDir, 'missing', 'token') })),
+    (error: unknown) => error instanceof ProxyError && error.code === 'config_invalid' && error.message.includes('ADMIN_SHUTDOWN_TOKEN_FILE'));
+});
+
+test('with ADMIN_ALLOW_REMOTE, a non-loopback client gets /status and may shut down with the token', { skip: external === undefined ? 'no non-loopback IPv4 address' : false }, async (t) => {
+  let calls = 0;
+  const file = join(tokenDir, 'remote-token');
+  const admin = await startAdminServer(otherOptions({ allowRemote: true, shutdownTokenFile: file, onShutdownRequest: () => { calls += 1; } }));
+  t.after(() => admin.close());
+  assert.equal((await call(admin.port, 'GET', '/status', external)).status, 200);
+  assert.equal((await callWith(admin.port, 'POST', '/shutdown', { host: external })).status, 401, 'still needs the token');
+  const token = readFileSync(file, 'utf8').trim();
+  assert.equal((await callWith(admin.port, 'POST', '/shutdown', { host: external, headers: { authorization: `Bearer ${token}` } })).status, 202);
+  assert.equal(calls, 1);
+});
+
+test('adminPathAllowed: probes and metrics for everyone, /status and /shutdown for loopback unless opened', () => {
+  const table: Array<[string, string | undefined, boolean, boolean]> = [
+    ['/livez', '10.0.0.7', false, true], ['/healthz', '10.0.0.7', false, true], ['/readyz', '::ffff:10.0.0.7', false, true],
+    ['/metrics', '10.0.0.7', false, true], ['/metrics', undefined, false, true],
+    ['/status', '127.0.0.1', false, true], ['/status', '127.0.0.6', false, true], ['/status', '::1', false, true],
+    ['/status', '::ffff:127.0.0.1', false, true], ['/status', '10.0.0.7', false, false], ['/status', '::ffff:10.0.0.7', false, false],
+    ['/status', 'fe80::1', false, false], ['/status', undefined, false, false], ['/status', '10.0.0.7', true, true],
+    ['/shutdown', '127.0.0.1', false, true], ['/shutdown', '192.168.1.127', false, false], ['/shutdown', '0.0.0.0', false, false],
+    ['/shutdown', '10.0.0.7', true, true],
+  ];
+  for (const [path, address, allowRemote, expected] of table) {
+    assert.equal(adminPathAllowed(path, address, allowRemote), expected, `${path} from ${String(address)} allowRemote=${allowRemote}`);
   }
 });

@@ -181,3 +181,34 @@ test('any LOGICNETS_* upstream variable next to a file listing upstreams is refu
   assert.match(problemsOf(() => loadConfig({ env: { LOGICNETS_PRIVATE_KEY_FILE: keyFile }, configFile: file })).join(),
     /LOGICNETS_PRIVATE_KEY_FILE: set while the config file lists upstreams/);
 });
+
+test('a LISTEN_HOST that is not loopback stops start-up naming it and ALLOW_REMOTE_CLIENTS, unless that is true', () => {
+  for (const host of ['0.0.0.0', '::', '10.1.2.3', 'proxy.internal', '']) {
+    const text = problemsOf(() => loadConfig({ env: { ...base, LISTEN_HOST: host } })).join('\n');
+    assert.match(text, /listenHost \(LISTEN_HOST\): .* is not a loopback address/, host);
+    assert.match(text, /allowRemoteClients \(ALLOW_REMOTE_CLIENTS\) to true/, host);
+  }
+  for (const host of ['127.0.0.1', '127.0.0.2', '::1', 'localhost']) {
+    assert.equal(loadConfig({ env: { ...base, LISTEN_HOST: host } }).allowRemoteClients, false, host);
+  }
+  const open = loadConfig({ env: { ...base, LISTEN_HOST: '0.0.0.0', ALLOW_REMOTE_CLIENTS: 'true' } });
+  assert.equal(open.listenHost, '0.0.0.0');
+  assert.equal(open.allowRemoteClients, true);
+  const file = join(dir, 'remote.yaml');
+  writeFileSync(file, `listenHost: 0.0.0.0\nupstreams:\n  - url: https://lua5.logicnets.local/logicnets\n    clientId: a\n    privateKeyFile: ${keyFile}\n`);
+  assert.match(problemsOf(() => loadConfig({ env: {}, configFile: file })).join(),
+    /listenHost \(config file\): "0\.0\.0\.0" is not a loopback address.*allowRemoteClients \(ALLOW_REMOTE_CLIENTS\)/);
+  assert.equal(loadConfig({ env: { ALLOW_REMOTE_CLIENTS: '1' }, configFile: file }).allowRemoteClients, true);
+});
+
+test('the admin settings: loopback-only by default, shutdown off until a token file is named whose folder is writable', () => {
+  const config = loadConfig({ env: base });
+  assert.equal(config.adminAllowRemote, false);
+  assert.equal(config.adminShutdownTokenFile, undefined);
+  const tokenFile = join(dir, 'shutdown-token');
+  assert.equal(loadConfig({ env: { ...base, ADMIN_SHUTDOWN_TOKEN_FILE: tokenFile, ADMIN_ALLOW_REMOTE: 'true' } }).adminShutdownTokenFile, tokenFile);
+  assert.match(problemsOf(() => loadConfig({ env: { ...base, ADMIN_SHUTDOWN_TOKEN_FILE: join(dir, 'nope', 'token') } })).join(),
+    /adminShutdownTokenFile \(ADMIN_SHUTDOWN_TOKEN_FILE\): the folder of .*nope\/token does not exist/);
+  assert.match(problemsOf(() => loadConfig({ env: { ...base, ADMIN_SHUTDOWN_TOKEN_FILE: dir } })).join(),
+    /ADMIN_SHUTDOWN_TOKEN_FILE\): .* is a folder/);
+});
