@@ -6,13 +6,17 @@
  * variables alone describe one upstream, a file may list several.
  */
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { extname } from 'node:path';
 import convict from 'convict';
 import type { LevelWithSilent } from 'pino';
 import { parse as parseYaml } from 'yaml';
+import { checkClientCertificate, isCertificateProblem } from '../lib/client-certificate.js';
+import { chooseEgressProxy, isOwnListener, parseProxyUrl, readProxyEnvironment, redactProxyUrl } from '../lib/egress-proxy.js';
+import type { ExplicitEgress, OwnListener, ProxyEnvironment } from '../lib/egress-proxy.js';
 import { ConfigError } from '../lib/errors.js';
 import { isLoopbackHost } from '../lib/loopback.js';
-import type { Config, UpstreamConfig } from './types.js';
+import type { Config, EgressRoute, UpstreamConfig } from './types.js';
 import { GLOBAL_SCHEMA, REQUIRED, UPSTREAM_KEYS, UPSTREAM_SCHEMA } from './schema.js';
 import type { GlobalKey, UpstreamKey } from './schema.js';
 
@@ -58,6 +62,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 
   const fileUpstreamGlobals = Object.fromEntries(Object.entries(fileGlobals).filter(([k]) => k in UPSTREAM_SCHEMA));
   const upstreams: UpstreamConfig[] = [];
+  const egress: EgressContext = {
+    environment: readProxyEnvironment(env),
+    listener: { host: String(global.get('listenHost')), port: Number(global.get('listenPort')), localAddresses: localAddresses() },
+  };
 
   if (fileUpstreams !== undefined) {
     if (!Array.isArray(fileUpstreams) || fileUpstreams.length === 0) {
@@ -73,13 +81,13 @@ export function loadConfig(sources: ConfigSources = {}): Config {
           problems.push(`upstreams[${index}] (config file): must be an object with url, clientId and a private key`);
           return;
         }
-        const upstream = loadUpstream({ ...entry as Record<string, unknown> }, undefined, label, problems);
+        const upstream = loadUpstream({ ...entry as Record<string, unknown> }, undefined, label, problems, egress);
         if (upstream) upstreams.push(upstream);
       });
     }
   } else {
     const label = (key: string) => `${key} (${UPSTREAM_SCHEMA[key as UpstreamKey].env})`;
-    const upstream = loadUpstream(fileUpstreamGlobals, env, label, problems);
+    const upstream = loadUpstream(fileUpstreamGlobals, env, label, problems, egress);
     if (upstream) upstreams.push(upstream);
   }
 
@@ -163,11 +171,27 @@ function collectConvictProblems(run: () => unknown, problems: string[], label: (
   return failed;
 }
 
+/** What deciding an upstream's egress proxy needs besides the upstream. */
+interface EgressContext {
+  readonly environment: ProxyEnvironment;
+  readonly listener: OwnListener;
+}
+
+/** This machine's interface addresses, to recognise a proxy setting that names the sidecar itself. */
+function localAddresses(): string[] {
+  try {
+    return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((entry) => entry.address));
+  } catch {
+    return [];
+  }
+}
+
 function loadUpstream(
   data: Record<string, unknown>,
   env: NodeJS.ProcessEnv | undefined,
   label: (key: string) => string,
   problems: string[],
+  egressContext: EgressContext,
 ): UpstreamConfig | undefined {
   const schema = env === undefined
     ? Object.fromEntries(Object.entries(UPSTREAM_SCHEMA).map(([k, v]) => [k, { ...v, env: undefined }]))
@@ -209,7 +233,16 @@ function loadUpstream(
       problems.push(`${label('caFile')}: ${caFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
     }
   }
+  const clientCertFile = get('clientCertFile') || undefined;
+  const clientKeyFile = get('clientKeyFile') || undefined;
+  checkClientCertificateFiles(clientCertFile, clientKeyFile, label, problems);
+  const explicit = explicitEgress(get('egressProxy'), label('egressProxy'), egressContext.listener, problems);
   if (problems.length > before || url === undefined || tokenUrl === undefined) return undefined;
+  const egress = {
+    api: egressRoute(url, explicit, egressContext, problems),
+    token: egressRoute(tokenUrl, explicit, egressContext, problems),
+  };
+  if (problems.length > before) return undefined;
 
   const parsed = new URL(url);
   return {
@@ -228,7 +261,70 @@ function loadUpstream(
     caFile,
     tokenTimeout: timeout,
     tokenDefaultLifetime: lifetime,
+    clientCertFile,
+    clientKeyFile,
+    egress,
   };
+}
+
+/** Both client certificate files or neither; readable; a certificate, a key, and the two belonging together. */
+function checkClientCertificateFiles(certFile: string | undefined, keyFile: string | undefined,
+  label: (key: string) => string, problems: string[]): void {
+  if (certFile === undefined && keyFile === undefined) return;
+  if (certFile === undefined || keyFile === undefined) {
+    const [set, missing] = certFile === undefined ? ['clientKeyFile', 'clientCertFile'] : ['clientCertFile', 'clientKeyFile'];
+    problems.push(`${label(missing)}: is required when ${label(set)} is set: a client certificate needs both the certificate and its key`);
+    return;
+  }
+  const readable = checkReadableFile(certFile, label('clientCertFile'), problems);
+  if (!checkReadableFile(keyFile, label('clientKeyFile'), problems) || !readable) return;
+  const checked = checkClientCertificate(readFileSync(certFile, 'utf8'), readFileSync(keyFile, 'utf8'));
+  if (!isCertificateProblem(checked)) return;
+  if (checked.which === 'cert') problems.push(`${label('clientCertFile')}: ${certFile} ${checked.message}`);
+  else if (checked.which === 'key') problems.push(`${label('clientKeyFile')}: ${keyFile} ${checked.message}`);
+  else problems.push(`${label('clientCertFile')}: the certificate in ${certFile} does not match the private key in ${keyFile} (${label('clientKeyFile')}): ${checked.message}`);
+}
+
+/**
+ * The upstream's own egress setting: empty (the environment decides), `none` (direct) or a proxy
+ * URL. A URL naming the sidecar's own listener is refused: unlike HTTPS_PROXY, which may be meant
+ * for the application, this setting is the sidecar's alone.
+ */
+function explicitEgress(value: string, name: string, listener: OwnListener, problems: string[]): ExplicitEgress | undefined {
+  if (value === '') return undefined;
+  if (value.toLowerCase() === 'none') return { direct: true, origin: name };
+  try {
+    const proxy = parseProxyUrl(value);
+    if (isOwnListener(proxy, listener)) {
+      problems.push(`${name}: ${redactProxyUrl(proxy)} is this sidecar's own listener (LISTEN_HOST:LISTEN_PORT); requests would loop`);
+      return undefined;
+    }
+    return { proxy, origin: name };
+  } catch (error) {
+    problems.push(`${name}: ${(error as Error).message}`);
+    return undefined;
+  }
+}
+
+/** How `destination` is reached, decided once at start-up. */
+function egressRoute(destination: string, explicit: ExplicitEgress | undefined, context: EgressContext, problems: string[]): EgressRoute {
+  const target = new URL(destination);
+  try {
+    const choice = chooseEgressProxy(target, explicit, context.environment, context.listener);
+    if (choice.proxy === undefined) {
+      return {
+        proxyUrl: undefined,
+        description: `direct (${choice.reason})`,
+        warning: choice.ignored === undefined ? undefined
+          : `${choice.ignored.origin} (${choice.ignored.proxy}) names this sidecar's own listener, so it is ignored for ${target.host}: it was probably meant for the application; the sidecar connects directly`,
+      };
+    }
+    return { proxyUrl: choice.proxy.href, description: `via ${redactProxyUrl(choice.proxy)} (${choice.reason})` };
+  } catch (error) {
+    const variable = target.protocol === 'https:' ? context.environment.httpsProxy : context.environment.httpProxy;
+    problems.push(`${variable?.origin ?? 'https_proxy'}: ${(error as Error).message}`);
+    return { proxyUrl: undefined, description: 'direct' };
+  }
 }
 
 /** Checks an https URL (http only towards loopback); returns it without a trailing slash. */
