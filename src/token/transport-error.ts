@@ -45,7 +45,10 @@ export function transportFailure(code: string, error: unknown, where: string, ho
     return new TokenEndpointError('token_endpoint_tls', `the TLS certificate of the token endpoint ${where} is not ` +
       `issued for the host name "${hostname}": use a host name the certificate names in LOGICNETS_TOKEN_URL`, details);
   }
-  if (TLS_CLIENT_CERTIFICATE_REFUSED.has(code)) {
+  // Over TLS 1.2 Node reports the server's alert as EPROTO, the alert named only in the message.
+  const alert = code === 'EPROTO' && error instanceof Error
+    && /alert (handshake failure|certificate required|bad certificate|unknown ca|access denied)/i.test(error.message);
+  if (TLS_CLIENT_CERTIFICATE_REFUSED.has(code) || alert) {
     return new TokenEndpointError('token_endpoint_tls', `the token endpoint ${where} refused the TLS handshake for want of ` +
       `an acceptable client certificate (${code}): it requires mTLS; set LOGICNETS_CLIENT_CERT_FILE and ` +
       'LOGICNETS_CLIENT_KEY_FILE to a certificate it trusts (and check that it has not expired)', details);
@@ -72,7 +75,8 @@ export function transportFailure(code: string, error: unknown, where: string, ho
     case 'EPIPE':
       return new TokenEndpointError('token_endpoint_unreachable', `the connection to the token endpoint ${where} was ` +
         `closed before a complete answer came (${code}): the server, a proxy or a firewall cut it; check ` +
-        'LOGICNETS_TOKEN_URL (http vs https)', details);
+        'LOGICNETS_TOKEN_URL (http vs https), and, where the server requires mTLS, that it accepts the client ' +
+        'certificate (LOGICNETS_CLIENT_CERT_FILE): it cuts the connection when it does not', details);
     case 'ETIMEDOUT':
       return new TokenEndpointError('token_endpoint_timeout', `connecting to the token endpoint ${where} timed out ` +
         '(ETIMEDOUT): check that it is reachable from here (proxy, firewall)', details);
