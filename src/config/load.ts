@@ -322,7 +322,8 @@ function egressRoute(destination: string, explicit: ExplicitEgress | undefined, 
     return { proxyUrl: choice.proxy.href, description: `via ${redactProxyUrl(choice.proxy)} (${choice.reason})` };
   } catch (error) {
     const variable = target.protocol === 'https:' ? context.environment.httpsProxy : context.environment.httpProxy;
-    problems.push(`${variable?.origin ?? 'https_proxy'}: ${(error as Error).message}`);
+    const problem = `${variable?.origin ?? 'https_proxy'}: ${(error as Error).message}`;
+    if (!problems.includes(problem)) problems.push(problem); // once, not for the API and the token endpoint each
     return { proxyUrl: undefined, description: 'direct' };
   }
 }
