@@ -6,7 +6,7 @@ The sidecar's volumes (for the pod's `volumes:` list) and its mounts (used by th
 Pod volumes: the private key from the existing Secret (root-owned files of mode
 tokenProxy.privateKey.defaultMode, 0444 by default: without a pod-wide fsGroup the sidecar's uid
 65532 reads them through the "other" bits; only the sidecar mounts this volume), an emptyDir for /tmp,
-and the config file and CA ConfigMaps when they are set. Use it under `volumes:` with nindent.
+the config file and CA ConfigMaps and the client certificate Secret when they are set. Use it under `volumes:` with nindent.
 */}}
 {{- define "logicnets-token-proxy.volumes" -}}
 - name: logicnets-token-proxy-key
@@ -23,6 +23,12 @@ and the config file and CA ConfigMaps when they are set. Use it under `volumes:`
     items:
       - key: config.yaml
         path: config.yaml
+{{- end }}
+{{- if .Values.tokenProxy.clientCertificate.secretName }}
+- name: logicnets-token-proxy-client-cert
+  secret:
+    secretName: {{ .Values.tokenProxy.clientCertificate.secretName | quote }}
+    defaultMode: {{ .Values.tokenProxy.clientCertificate.defaultMode }}
 {{- end }}
 {{- if .Values.tokenProxy.ca.configMapName }}
 - name: logicnets-token-proxy-ca
@@ -44,6 +50,11 @@ and the config file and CA ConfigMaps when they are set. Use it under `volumes:`
 {{- if .Values.tokenProxy.config }}
 - name: logicnets-token-proxy-config
   mountPath: {{ .Values.tokenProxy.configMountPath }}
+  readOnly: true
+{{- end }}
+{{- if .Values.tokenProxy.clientCertificate.secretName }}
+- name: logicnets-token-proxy-client-cert
+  mountPath: {{ .Values.tokenProxy.clientCertificate.mountPath }}
   readOnly: true
 {{- end }}
 {{- if .Values.tokenProxy.ca.configMapName }}
