@@ -23,6 +23,9 @@ import type { TokenSourceObserver } from './token/cache.js';
 
 export { IDLE_CONNECTION_TIMEOUT_MS };
 
+/** The route of a configuration built without `loadConfig` (no egress decided): direct. */
+const DIRECT: EgressRoute = { proxyUrl: undefined, description: 'direct' };
+
 /** Everything that serves one upstream. `close()` stops timers, watchers and sockets. */
 export interface UpstreamStack {
   readonly upstream: UpstreamConfig;
@@ -97,8 +100,8 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
     throw new ConfigError([`the TLS files of upstream ${upstream.name} (caFile, clientCertFile, clientKeyFile): ${(error as Error).message}`]);
   }
   const egress = upstream.egress ?? { api: DIRECT, token: DIRECT };
-  for (const [what, route] of [['api', egress.api], ['token endpoint', egress.token]] as const) {
-    if (route.warning !== undefined) logger.warn({ egress: what }, route.warning);
+  for (const warning of new Set([egress.api.warning, egress.token.warning])) {
+    if (warning !== undefined) logger.warn(warning);
   }
   logger.info({ api: egress.api.description, tokenEndpoint: egress.token.description,
     clientCertificate: tls.clientCertificate ?? 'none' }, 'outbound connections');
@@ -167,6 +170,3 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
     },
   };
 }
-
-/** The route of a configuration built without `loadConfig` (no egress decided): direct. */
-const DIRECT: EgressRoute = { proxyUrl: undefined, description: 'direct' };

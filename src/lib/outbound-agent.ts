@@ -120,7 +120,15 @@ class TunnelAgent extends HttpsProxyAgent<string> {
 
   constructor(proxy: URL, options: http.AgentOptions, tls: TlsContextProvider, idleMs: number,
     proxyTrust: SecureContext | undefined, protocol: 'http:' | 'https:') {
-    super(proxy, { ...options, ...(proxyTrust === undefined ? {} : { secureContext: proxyTrust }) });
+    // The library gets the URL without credentials (its DEBUG output prints the URL) and the
+    // credentials only as the header it would have made of them.
+    const bare = new URL(proxy.href);
+    bare.username = '';
+    bare.password = '';
+    const credentials = proxy.username !== '' || proxy.password !== ''
+      ? { 'Proxy-Authorization': `Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}` }
+      : {};
+    super(bare, { ...options, headers: credentials, ...(proxyTrust === undefined ? {} : { secureContext: proxyTrust }) });
     this.#tls = tls;
     this.#idleMs = idleMs;
     this.#redacted = redactProxyUrl(proxy);
