@@ -12,6 +12,7 @@ import { startEmulator } from '../../src/emulator/emulator.js';
 import type { Emulator } from '../../src/emulator/emulator.js';
 import { ConfigError } from '../../src/lib/errors.js';
 import { call, makeServerUser, makeWorkDir, sidecarEnv, startE2eSidecar } from '../helpers/e2e-stack.js';
+import { startConnectProxy } from '../helpers/connect-proxy.js';
 import { makeLogSink } from '../helpers/log-sink.js';
 import { makeClientCertificate, makeTestPki } from '../helpers/tls.js';
 import type { TestClientCertificate, TestPki } from '../helpers/tls.js';
@@ -28,7 +29,7 @@ let rogue: TestClientCertificate;
 let emulator: Emulator;
 
 before(async () => {
-  pki = makeTestPki();
+  pki = makeTestPki(['logicnets.test']);
   roguePki = makeTestPki();
   good = makeClientCertificate(pki, 'good-client');
   other = makeClientCertificate(pki, 'other-client');
@@ -70,6 +71,32 @@ test('a good client certificate: the token request and the API calls pass, in bo
   const { code, text } = await check(envWith(good));
   assert.equal(code, 0, text);
   assert.match(text, /ok +client cert +CN=good-client, issued by CN=logicnets-token-proxy test CA, valid until \S+ \(.*good-client\.crt\)/);
+});
+
+test('the client certificate is presented through an egress proxy\'s tunnel too', async () => {
+  const proxy = await startConnectProxy({ hosts: { 'logicnets.test': '127.0.0.1' } });
+  try {
+    const env = {
+      ...envWith(good),
+      LOGICNETS_URL: `https://logicnets.test:${emulator.port}/logicnets`,
+      LOGICNETS_TOKEN_AUDIENCE: emulator.audience,
+      HTTPS_PROXY: proxy.url(),
+    };
+    const sidecar = await startE2eSidecar({ env });
+    try {
+      const reply = await call(sidecar.proxyPort, '/logicnets/_echo');
+      assert.equal(reply.status, 200, reply.body.toString());
+    } finally {
+      await sidecar.close();
+    }
+    assert.ok(proxy.connects.length >= 2, 'the token request and the API call went through the tunnel');
+    const { code, text } = await check({ ...env, LOGICNETS_CLIENT_CERT_FILE: '', LOGICNETS_CLIENT_KEY_FILE: '' });
+    assert.equal(code, 1, 'without the certificate the same path is refused');
+    assert.match(text, /egress +token endpoint and API via http:\/\/127\.0\.0\.1:\d+ \(HTTPS_PROXY\)/);
+    assert.match(text, /FAILED +token request +the token endpoint logicnets\.test:\d+ refused the TLS handshake for want of an acceptable client certificate/);
+  } finally {
+    await proxy.close();
+  }
 });
 
 test('no client certificate: the server refuses, and the error says it wants one', async () => {
