@@ -4,6 +4,7 @@
 // the sidecar can reach it only through the tunnel. Unknown names are refused (404) without a DNS
 // query. Records every CONNECT it sees.
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { createProxy } from 'proxy';
 
@@ -17,7 +18,7 @@ export interface SeenConnect {
 /** A running proxy; `close()` stops it and cuts every tunnel. */
 export interface ConnectProxy {
   readonly port: number;
-  /** `http://127.0.0.1:<port>`, with `user:password@` when given. */
+  /** `http://127.0.0.1:<port>` (`https://` with `tls`), with `user:password@` when given. */
   url(credentials?: { user: string; password: string }): string;
   readonly connects: SeenConnect[];
   close(): Promise<void>;
@@ -29,14 +30,16 @@ export interface ConnectProxyOptions {
   readonly hosts: Readonly<Record<string, string>>;
   /** Basic credentials the proxy requires (407 without them). */
   readonly credentials?: { user: string; password: string };
+  /** Serve the proxy itself over TLS (an `https://` proxy) with this certificate and key. */
+  readonly tls?: { cert: string; key: string };
 }
 
 /** Starts the proxy on 127.0.0.1, any free port. */
 export async function startConnectProxy(options: ConnectProxyOptions): Promise<ConnectProxy> {
-  const server = createProxy(http.createServer());
+  const server = createProxy(options.tls === undefined ? http.createServer() : https.createServer(options.tls));
   const sockets = new Set<Socket>();
   const connects: SeenConnect[] = [];
-  server.on('connection', (socket: Socket) => {
+  server.on(options.tls === undefined ? 'connection' : 'secureConnection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
@@ -58,7 +61,7 @@ export async function startConnectProxy(options: ConnectProxyOptions): Promise<C
   const port = (server.address() as AddressInfo).port;
   return {
     port,
-    url: (credentials) => `http://${credentials === undefined ? '' : `${encodeURIComponent(credentials.user)}:${encodeURIComponent(credentials.password)}@`}127.0.0.1:${port}`,
+    url: (credentials) => `${options.tls === undefined ? 'http' : 'https'}://${credentials === undefined ? '' : `${encodeURIComponent(credentials.user)}:${encodeURIComponent(credentials.password)}@`}127.0.0.1:${port}`,
     connects,
     close: () => new Promise<void>((resolve) => {
       server.close(() => resolve());

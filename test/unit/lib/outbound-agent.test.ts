@@ -91,3 +91,21 @@ test('a proxy that cannot be reached: ERR_EGRESS_PROXY, naming the proxy without
     agent.destroy();
   }
 });
+
+test('an https:// proxy is spoken to over TLS, its certificate checked with the proxy trust (never the client certificate)', async () => {
+  const tlsProxy = await startConnectProxy({ hosts: { 'api.test': '127.0.0.1' }, tls: { cert: pki.serverCertPem, key: pki.serverKeyPem } });
+  const make = (proxyTrust: SecureContext | undefined) => createOutboundAgent({
+    protocol: 'https:', proxy: new URL(tlsProxy.url()), proxyTrust, tls: { current: () => ({ context, generation: 0 }) },
+  });
+  const trusting = make(trustedSecureContext(pki.caCertPem));
+  const untrusting = make(undefined);
+  try {
+    assert.equal(await get(trusting), 200);
+    assert.match(String(await get(untrusting)), /^ERR_EGRESS_PROXY: the egress proxy https:\/\/127\.0\.0\.1:\d+ could not open a tunnel to api\.test:\d+ \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/);
+    assert.equal(tlsProxy.connects.length, 1, 'the untrusted proxy never got a CONNECT');
+  } finally {
+    trusting.destroy();
+    untrusting.destroy();
+    await tlsProxy.close();
+  }
+});
