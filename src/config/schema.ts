@@ -144,7 +144,7 @@ export const UPSTREAM_SCHEMA = {
     doc: 'Lifetime of a client assertion in seconds (1 to 3600).', format: 'int', default: 300, env: 'LOGICNETS_ASSERTION_TTL',
   },
   caFile: {
-    doc: 'Extra CA certificates (PEM) trusted for the token endpoint and the upstream, besides the system CAs.',
+    doc: 'Extra CA certificates (PEM) trusted for the token endpoint and the upstream, besides the system CAs; re-read when it changes.',
     format: String, default: '', env: 'LOGICNETS_CA_FILE',
   },
   clientCertFile: {
