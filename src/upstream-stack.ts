@@ -1,21 +1,30 @@
 /**
  * Builds the token path for one upstream: key -> client assertion -> token endpoint client ->
- * token cache, plus the keep-alive agent the proxy uses towards it. The one place that knows
- * how the parts fit together; `serve`, `token`, `check` and `demo` all use it.
+ * token cache, plus the keep-alive agent the proxy uses towards it. Both the token endpoint and the
+ * upstream are reached directly or through the egress proxy the configuration chose, with TLS
+ * from one `TlsSource` (extra CA, client certificate; re-read when the files change). The one
+ * place that knows how the parts fit together; `serve`, `token`, `check` and `demo` all use it.
  */
 import { readFileSync } from 'node:fs';
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
-import type { Socket } from 'node:net';
+import type { Agent as HttpAgent } from 'node:http';
+import type { Agent as HttpsAgent } from 'node:https';
 import { privateKeyJwt } from './token/assertion.js';
 import type { Clock } from './lib/clock.js';
-import type { UpstreamConfig } from './config/types.js';
+import type { EgressRoute, UpstreamConfig } from './config/types.js';
+import { ConfigError } from './lib/errors.js';
 import { KeySource } from './token/key-source.js';
 import type { Logger } from './lib/logger.js';
+import { createOutboundAgent, IDLE_CONNECTION_TIMEOUT_MS } from './lib/outbound-agent.js';
+import { fixedTlsContext, TlsSource } from './lib/tls-source.js';
 import { trustedSecureContext } from './lib/tls-trust.js';
 import { TokenEndpointClient } from './token/endpoint.js';
 import { CachingTokenSource } from './token/cache.js';
 import type { TokenSourceObserver } from './token/cache.js';
+
+export { IDLE_CONNECTION_TIMEOUT_MS };
+
+/** The route of a configuration built without `loadConfig` (no egress decided): direct. */
+const DIRECT: EgressRoute = { proxyUrl: undefined, description: 'direct' };
 
 /** Everything that serves one upstream. `close()` stops timers, watchers and sockets. */
 export interface UpstreamStack {
@@ -23,7 +32,9 @@ export interface UpstreamStack {
   readonly keys: KeySource;
   readonly endpoint: TokenEndpointClient;
   readonly tokens: CachingTokenSource;
-  /** Keep-alive agent for proxied requests, trusting the system CAs plus `caFile`. */
+  /** The TLS material in force (extra CA, client certificate); `onChange` tells of a reload. */
+  readonly tls: TlsSource;
+  /** Keep-alive agent for proxied requests: egress proxy or direct, TLS from `tls`. */
   readonly agent: HttpAgent | HttpsAgent;
   /** The same without pooling (every request a new connection): for a resend after a stale keep-alive reset. */
   readonly freshAgent: HttpAgent | HttpsAgent;
@@ -41,15 +52,6 @@ export interface StackOptions {
   maxFreeSockets?: number;
 }
 
-/**
- * How long an idle pooled upstream connection is kept: shorter than common server keep-alive
- * timeouts (Node 5 s, nginx 75 s, IIS 120 s), so that the sidecar closes an idle connection before
- * the server does and rarely sends a request on one the server is closing. A shorter
- * `Keep-Alive: timeout=N` hint from the server wins (Node's agent reads it). It never applies to a
- * connection with a request in flight: `UPSTREAM_TIMEOUT` governs those.
- */
-export const IDLE_CONNECTION_TIMEOUT_MS = 4000;
-
 /** Options of `createUpstreamAgent`. */
 export interface UpstreamAgentOptions {
   /** Maximum idle connections kept (default 256). */
@@ -61,42 +63,15 @@ export interface UpstreamAgentOptions {
 }
 
 /**
- * The keep-alive agent for proxied requests to `url`: an `https.Agent` trusting the system CAs plus
- * `ca` for `https:` URLs, else an `http.Agent`; LIFO reuse (the warmest connection first), idle
- * connections closed after `idleTimeoutMs`. Safe for any number of concurrent requests.
+ * A direct keep-alive agent for proxied requests to `url`, trusting the system CAs plus `ca`
+ * (for tests and tools that need no egress proxy or client certificate); see `createOutboundAgent`.
  */
 export function createUpstreamAgent(url: string, ca: string | undefined, options: UpstreamAgentOptions = {}): HttpAgent | HttpsAgent {
-  const pooled = options.pooled ?? true;
-  const agentOptions = { keepAlive: pooled, maxFreeSockets: options.maxFreeSockets ?? 256, scheduling: 'lifo' as const };
-  const agent = url.startsWith('https:')
-    ? new HttpsAgent({ ...agentOptions, secureContext: trustedSecureContext(ca) })
-    : new HttpAgent(agentOptions);
-  if (!pooled) return agent;
-  const idleMs = options.idleTimeoutMs ?? IDLE_CONNECTION_TIMEOUT_MS;
-  // Node's agent has no idle timeout of its own for free sockets (its `timeout` option also applies
-  // while a connection is still being made); keepSocketAlive is its documented hook for the moment a
-  // socket turns idle. Node's version sets the socket timeout from the agent option and the
-  // server's Keep-Alive hint; a timeout on a free socket makes the agent destroy it.
-  const keepSocketAlive = agent.keepSocketAlive.bind(agent) as (socket: Socket) => boolean;
-  agent.keepSocketAlive = (socket: Socket): boolean => {
-    if (!keepSocketAlive(socket)) return false;
-    // Node applies the server's `Keep-Alive: timeout=N` hint only below its own agent timeout,
-    // which is unset here, so read the hint itself: close a second before the server would.
-    const hint = keepAliveHintMs(socket);
-    const limit = hint === undefined ? idleMs : Math.min(idleMs, hint - 1000);
-    if (limit <= 0) return false;
-    socket.setTimeout(limit);
-    return true;
-  };
-  return agent;
-}
-
-/** The server's `Keep-Alive: timeout=N` hint of the response that just ended on `socket`, in ms. */
-function keepAliveHintMs(socket: Socket): number | undefined {
-  const message = (socket as Socket & { _httpMessage?: { res?: { headers?: Record<string, unknown> } } })._httpMessage;
-  const header = message?.res?.headers?.['keep-alive'];
-  const seconds = typeof header === 'string' ? /(?:^|,)\s*timeout=(\d+)/i.exec(header)?.[1] : undefined;
-  return seconds === undefined ? undefined : Number(seconds) * 1000;
+  return createOutboundAgent({
+    protocol: url.startsWith('https:') ? 'https:' : 'http:',
+    tls: fixedTlsContext(trustedSecureContext(ca)),
+    ...options,
+  });
 }
 
 /** Reads the extra CA file of an upstream, if any. */
@@ -117,6 +92,31 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
     logger,
   });
   const ca = readCa(upstream);
+  let tls: TlsSource;
+  try {
+    tls = await TlsSource.open({
+      caFile: upstream.caFile, clientCertFile: upstream.clientCertFile, clientKeyFile: upstream.clientKeyFile,
+    }, { logger });
+  } catch (error) {
+    keys.close();
+    throw new ConfigError([`the TLS files of upstream ${upstream.name} (caFile, clientCertFile, clientKeyFile): ${(error as Error).message}`]);
+  }
+  const egress = upstream.egress ?? { api: DIRECT, token: DIRECT };
+  for (const warning of new Set([egress.api.warning, egress.token.warning])) {
+    if (warning !== undefined) logger.warn(warning);
+  }
+  logger.info({ api: egress.api.description, tokenEndpoint: egress.token.description,
+    clientCertificate: tls.clientCertificate ?? 'none' }, 'outbound connections');
+  // An https:// proxy's own certificate is checked against the system CAs plus caFile, never with the client certificate.
+  const proxyTrust = trustedSecureContext(ca);
+  const agentFor = (url: string, route: EgressRoute, pooled: boolean, maxFreeSockets?: number): HttpAgent => createOutboundAgent({
+    protocol: url.startsWith('https:') ? 'https:' : 'http:',
+    tls,
+    proxy: route.proxyUrl === undefined ? undefined : new URL(route.proxyUrl),
+    proxyTrust,
+    pooled,
+    maxFreeSockets,
+  });
   const clientAuth = privateKeyJwt(keys, {
     issuer: upstream.clientIssuer,
     subject: upstream.clientId,
@@ -134,7 +134,7 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
     clock: options.clock,
     logger,
     timeoutMs: upstream.tokenTimeout * 1000,
-    ca,
+    agent: agentFor(upstream.tokenUrl, egress.token, true),
     defaultLifetimeSeconds: upstream.tokenDefaultLifetime,
   });
   const tokens = new CachingTokenSource({
@@ -153,19 +153,25 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
   });
   // A new key can end an invalid_client outage: the cache tries again at once instead of waiting.
   const stopListening = keys.onReload(() => tokens.credentialsChanged('private key'));
-  const agent = createUpstreamAgent(upstream.url, ca, { maxFreeSockets: options.maxFreeSockets });
-  const freshAgent = createUpstreamAgent(upstream.url, ca, { pooled: false });
+  const agent = agentFor(upstream.url, egress.api, true, options.maxFreeSockets);
+  const freshAgent = agentFor(upstream.url, egress.api, false);
+  // A reloaded client certificate or CA may fix what made token requests fail (an expired
+  // certificate, an untrusted server): the cache tries again at once; new connections use it.
+  const stopListeningTls = tls.onChange(() => tokens.credentialsChanged('TLS files'));
   return {
     upstream,
     keys,
     endpoint,
     tokens,
+    tls,
     agent,
     freshAgent,
     close() {
       stopListening();
+      stopListeningTls();
       tokens.close();
       keys.close();
+      tls.close();
       endpoint.close();
       agent.destroy();
       freshAgent.destroy();

@@ -10,6 +10,7 @@ import { systemClock } from '../lib/clock.js';
 import type { Clock } from '../lib/clock.js';
 import { loadConfig } from '../config/load.js';
 import type { ConfigSources } from '../config/load.js';
+import type { UpstreamConfig } from '../config/types.js';
 import { ConfigError, TokenEndpointError } from '../lib/errors.js';
 import { createLogger, urlForLog } from '../lib/logger.js';
 import type { Token } from '../token/token.js';
@@ -83,6 +84,10 @@ export async function runCheck(options: CheckOptions): Promise<number> {
       const jwk = stack.keys.publicJwk();
       const bits = Buffer.from(String(jwk.n), 'base64url').length * 8;
       report({ step: 'key', status: 'ok', detail: `${prefix}RSA ${bits}-bit private key from ${upstream.privateKeyFile ?? 'LOGICNETS_PRIVATE_KEY'}; sub=${upstream.clientId} iss=${upstream.clientIssuer} aud=${upstream.tokenAudience}` });
+      report(egressStep(upstream, prefix));
+      if (stack.tls.clientCertificate !== undefined) {
+        report({ step: 'client cert', status: 'ok', detail: `${prefix}${stack.tls.clientCertificate} (${upstream.clientCertFile})` });
+      }
 
       const { token, error: tokenError, responseDate: serverDate } = await stack.endpoint.exchangeToken();
       // No answer at all (refused, unreachable, TLS, timeout): nothing to compare, and the token step says why.
@@ -113,6 +118,17 @@ export async function runCheck(options: CheckOptions): Promise<number> {
     }
   }
   return steps.some((s) => s.status === 'failed') ? 1 : 0;
+}
+
+/** How the token endpoint and the API are reached (the proxy without credentials, or direct, and why). */
+function egressStep(upstream: UpstreamConfig, prefix: string): CheckStep {
+  const api = upstream.egress?.api ?? { proxyUrl: undefined, description: 'direct' };
+  const token = upstream.egress?.token ?? api;
+  const detail = api.description === token.description
+    ? `token endpoint and API ${api.description}`
+    : `token endpoint ${token.description}; API ${api.description}`;
+  const warnings = [...new Set([token.warning, api.warning].filter((w): w is string => w !== undefined))];
+  return { step: 'egress', status: warnings.length > 0 ? 'warn' : 'ok', detail: [prefix + detail, ...warnings].join('; ') };
 }
 
 /** Whether `url` names `base` or a path below it (same scheme, host and port). */

@@ -6,14 +6,18 @@
  * variables alone describe one upstream, a file may list several.
  */
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { dirname, extname } from 'node:path';
 import convict from 'convict';
 import type { LevelWithSilent } from 'pino';
 import { parse as parseYaml } from 'yaml';
+import { checkClientCertificate, isCertificateProblem } from '../lib/client-certificate.js';
+import { chooseEgressProxy, isOwnListener, parseProxyUrl, readProxyEnvironment, redactProxyUrl } from '../lib/egress-proxy.js';
+import type { ExplicitEgress, OwnListener, ProxyEnvironment } from '../lib/egress-proxy.js';
 import { ConfigError } from '../lib/errors.js';
 import { isLoopbackHost } from '../lib/loopback.js';
 import { parseExtraTokenParams } from '../token/endpoint.js';
-import type { Config, UpstreamConfig } from './types.js';
+import type { Config, EgressRoute, UpstreamConfig } from './types.js';
 import { overlappingUpstreams } from './ambiguity.js';
 import { settingProblem } from './formats.js';
 import type { FormatItem } from './formats.js';
@@ -59,6 +63,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 
   const fileUpstreamGlobals = Object.fromEntries(Object.entries(fileGlobals).filter(([k]) => Object.hasOwn(UPSTREAM_SCHEMA, k)));
   const upstreams: UpstreamConfig[] = [];
+  const egress: EgressContext = {
+    environment: readProxyEnvironment(env),
+    listener: { host: String(globalSetting('listenHost')), port: Number(globalSetting('listenPort')), localAddresses: localAddresses() },
+  };
 
   if (fileUpstreams !== undefined) {
     if (!Array.isArray(fileUpstreams) || fileUpstreams.length === 0) {
@@ -74,13 +82,13 @@ export function loadConfig(sources: ConfigSources = {}): Config {
           problems.push(`upstreams[${index}] (config file): must be an object with url, clientId and a private key`);
           return;
         }
-        const upstream = loadUpstream(entry as Record<string, unknown>, undefined, label, problems);
+        const upstream = loadUpstream({ ...entry as Record<string, unknown> }, undefined, label, problems, egress);
         if (upstream) upstreams.push(upstream);
       });
     }
   } else {
     const label = sourceLabel(UPSTREAM_SCHEMA, fileUpstreamGlobals, env);
-    const upstream = loadUpstream(fileUpstreamGlobals, env, label, problems);
+    const upstream = loadUpstream(fileUpstreamGlobals, env, label, problems, egress);
     if (upstream) upstreams.push(upstream);
   }
 
@@ -208,11 +216,27 @@ function readConfigFile(file: string): Record<string, unknown> {
   return data as Record<string, unknown>;
 }
 
+/** What deciding an upstream's egress proxy needs besides the upstream. */
+interface EgressContext {
+  readonly environment: ProxyEnvironment;
+  readonly listener: OwnListener;
+}
+
+/** This machine's interface addresses, to recognise a proxy setting that names the sidecar itself. */
+function localAddresses(): string[] {
+  try {
+    return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((entry) => entry.address));
+  } catch {
+    return [];
+  }
+}
+
 function loadUpstream(
   data: Record<string, unknown>,
   env: NodeJS.ProcessEnv | undefined,
   label: (key: string) => string,
   problems: string[],
+  egressContext: EgressContext,
 ): UpstreamConfig | undefined {
   const before = problems.length;
   for (const key of Object.keys(data)) {
@@ -259,7 +283,16 @@ function loadUpstream(
       problems.push(`${label('caFile')}: ${caFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
     }
   }
+  const clientCertFile = get('clientCertFile') || undefined;
+  const clientKeyFile = get('clientKeyFile') || undefined;
+  checkClientCertificateFiles(clientCertFile, clientKeyFile, label, problems);
+  const explicit = explicitEgress(get('egressProxy'), label('egressProxy'), egressContext.listener, problems);
   if (problems.length > before || url === undefined || tokenUrl === undefined) return undefined;
+  const egress = {
+    api: egressRoute(url, explicit, egressContext, problems),
+    token: egressRoute(tokenUrl, explicit, egressContext, problems),
+  };
+  if (problems.length > before) return undefined;
 
   const parsed = new URL(url);
   return {
@@ -280,7 +313,71 @@ function loadUpstream(
     tokenDefaultLifetime: lifetime,
     assertionType: get('assertionType') as 'JWT' | 'client-authentication+jwt',
     tokenParams,
+    clientCertFile,
+    clientKeyFile,
+    egress,
   };
+}
+
+/** Both client certificate files or neither; readable; a certificate, a key, and the two belonging together. */
+function checkClientCertificateFiles(certFile: string | undefined, keyFile: string | undefined,
+  label: (key: string) => string, problems: string[]): void {
+  if (certFile === undefined && keyFile === undefined) return;
+  if (certFile === undefined || keyFile === undefined) {
+    const [set, missing] = certFile === undefined ? ['clientKeyFile', 'clientCertFile'] : ['clientCertFile', 'clientKeyFile'];
+    problems.push(`${label(missing)}: is required when ${label(set)} is set: a client certificate needs both the certificate and its key`);
+    return;
+  }
+  const readable = checkReadableFile(certFile, label('clientCertFile'), problems);
+  if (!checkReadableFile(keyFile, label('clientKeyFile'), problems) || !readable) return;
+  const checked = checkClientCertificate(readFileSync(certFile, 'utf8'), readFileSync(keyFile, 'utf8'));
+  if (!isCertificateProblem(checked)) return;
+  if (checked.which === 'cert') problems.push(`${label('clientCertFile')}: ${certFile} ${checked.message}`);
+  else if (checked.which === 'key') problems.push(`${label('clientKeyFile')}: ${keyFile} ${checked.message}`);
+  else problems.push(`${label('clientCertFile')}: the certificate in ${certFile} does not match the private key in ${keyFile} (${label('clientKeyFile')}): ${checked.message}`);
+}
+
+/**
+ * The upstream's own egress setting: empty (the environment decides), `none` (direct) or a proxy
+ * URL. A URL naming the sidecar's own listener is refused: unlike HTTPS_PROXY, which may be meant
+ * for the application, this setting is the sidecar's alone.
+ */
+function explicitEgress(value: string, name: string, listener: OwnListener, problems: string[]): ExplicitEgress | undefined {
+  if (value === '') return undefined;
+  if (value.toLowerCase() === 'none') return { direct: true, origin: name };
+  try {
+    const proxy = parseProxyUrl(value);
+    if (isOwnListener(proxy, listener)) {
+      problems.push(`${name}: ${redactProxyUrl(proxy)} is this sidecar's own listener (LISTEN_HOST:LISTEN_PORT); requests would loop`);
+      return undefined;
+    }
+    return { proxy, origin: name };
+  } catch (error) {
+    problems.push(`${name}: ${(error as Error).message}`);
+    return undefined;
+  }
+}
+
+/** How `destination` is reached, decided once at start-up. */
+function egressRoute(destination: string, explicit: ExplicitEgress | undefined, context: EgressContext, problems: string[]): EgressRoute {
+  const target = new URL(destination);
+  try {
+    const choice = chooseEgressProxy(target, explicit, context.environment, context.listener);
+    if (choice.proxy === undefined) {
+      return {
+        proxyUrl: undefined,
+        description: `direct (${choice.reason})`,
+        warning: choice.ignored === undefined ? undefined
+          : `${choice.ignored.origin} (${choice.ignored.proxy}) names this sidecar's own listener, so it is ignored for ${target.host}: it was probably meant for the application; the sidecar connects directly`,
+      };
+    }
+    return { proxyUrl: choice.proxy.href, description: `via ${redactProxyUrl(choice.proxy)} (${choice.reason})` };
+  } catch (error) {
+    const variable = target.protocol === 'https:' ? context.environment.httpsProxy : context.environment.httpProxy;
+    const problem = `${variable?.origin ?? 'https_proxy'}: ${(error as Error).message}`;
+    if (!problems.includes(problem)) problems.push(problem); // once, not for the API and the token endpoint each
+    return { proxyUrl: undefined, description: 'direct' };
+  }
 }
 
 /** Checks an https URL (http only towards loopback); returns it without a trailing slash. */

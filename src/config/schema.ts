@@ -144,8 +144,20 @@ export const UPSTREAM_SCHEMA = {
     doc: 'Lifetime of a client assertion in seconds (1 to 3600).', format: 'whole-seconds', min: 1, max: 3600, default: 300, env: 'LOGICNETS_ASSERTION_TTL',
   },
   caFile: {
-    doc: 'Extra CA certificates (PEM) trusted for the token endpoint and the upstream, besides the system CAs.',
+    doc: 'Extra CA certificates (PEM) trusted for the token endpoint and the upstream, besides the system CAs; re-read when it changes.',
     format: String, default: '', env: 'LOGICNETS_CA_FILE',
+  },
+  clientCertFile: {
+    doc: 'Client certificate (PEM, intermediates may follow) presented to the token endpoint and the upstream when they require mTLS; re-read when it changes. Needs LOGICNETS_CLIENT_KEY_FILE.',
+    format: String, default: '', env: 'LOGICNETS_CLIENT_CERT_FILE',
+  },
+  clientKeyFile: {
+    doc: 'Unencrypted private key (PEM) of LOGICNETS_CLIENT_CERT_FILE; re-read when it changes.',
+    format: String, default: '', env: 'LOGICNETS_CLIENT_KEY_FILE',
+  },
+  egressProxy: {
+    doc: 'Egress proxy for this upstream\'s token endpoint and API (`http://[user:password@]host:port`), instead of HTTPS_PROXY/NO_PROXY; `none`: connect directly.',
+    format: String, default: '', env: 'LOGICNETS_EGRESS_PROXY', sensitive: true,
   },
   tokenTimeout: {
     doc: 'Seconds one token request may take.', format: 'seconds', default: 10, env: 'LOGICNETS_TOKEN_TIMEOUT',
@@ -202,6 +214,7 @@ function describeDefault(key: string, value: unknown): string {
   if (key === 'url' || key === 'clientId') return 'required';
   if (key === 'privateKeyFile' || key === 'privateKey') return 'one of the two required';
   if (key === 'adminShutdownTokenFile') return 'none: `POST /shutdown` is off';
+  if (key === 'egressProxy') return 'from HTTPS_PROXY / NO_PROXY';
   if (value === '' || value === undefined) return 'none';
   return `\`${String(value)}\``;
 }

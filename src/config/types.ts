@@ -33,6 +33,15 @@ export interface UpstreamConfig {
   readonly assertionTtl: number;
   /** Extra CA certificates (PEM file) trusted for the token endpoint and this upstream. */
   readonly caFile: string | undefined;
+  /** Client certificate (PEM file) for mTLS; set together with `clientKeyFile` (`loadConfig` checks both). */
+  readonly clientCertFile?: string | undefined;
+  /** Private key (PEM file) of `clientCertFile`. */
+  readonly clientKeyFile?: string | undefined;
+  /**
+   * How the API (`url`) and the token endpoint (`tokenUrl`) are reached: directly or through an
+   * egress proxy. `loadConfig` always sets it; absent (a config built by hand) means direct.
+   */
+  readonly egress?: { readonly api: EgressRoute; readonly token: EgressRoute };
   /** Time limit of one token request, in seconds. */
   readonly tokenTimeout: number;
   /** Lifetime assumed for a token that has neither `expires_in` nor a JWT `exp`, in seconds. */
@@ -41,6 +50,16 @@ export interface UpstreamConfig {
   readonly assertionType?: 'JWT' | 'client-authentication+jwt';
   /** Extra token request parameters, name and value, in order (`loadConfig` always sets it; absent means none). Secret: never log. */
   readonly tokenParams?: readonly (readonly [string, string])[];
+}
+
+/** How one destination is reached: directly, or through an egress proxy's CONNECT tunnel. */
+export interface EgressRoute {
+  /** The proxy URL, which may hold credentials (never log or show it), or undefined: direct. */
+  readonly proxyUrl: string | undefined;
+  /** For logs and `check`, never with credentials: `via http://***@proxy:3128 (https_proxy)` or `direct (...)`. */
+  readonly description: string;
+  /** Set when a proxy setting was ignored because it names the sidecar's own listener; log it as a warning. */
+  readonly warning?: string;
 }
 
 /** The whole sidecar's configuration. */

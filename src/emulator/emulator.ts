@@ -33,8 +33,11 @@ export interface EmulatorOptions {
   host?: string;
   /** Listen port; default 0 (any free port). */
   port?: number;
-  /** PEM certificate chain and key: serve HTTPS when set. */
-  tls?: { cert: string; key: string };
+  /**
+   * PEM certificate chain and key: serve HTTPS when set. With `clientCa`, every connection must
+   * present a client certificate issued by that CA (mTLS), else the handshake is refused.
+   */
+  tls?: { cert: string; key: string; clientCa?: string };
   clients: EmulatorClient[];
   /** `expires_in` of issued access tokens; default 300. */
   tokenLifetimeSeconds?: number;
@@ -143,7 +146,11 @@ class LogicNetsEmulator implements Emulator {
       });
     };
     this.server = options.tls
-      ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler)
+      ? https.createServer({
+        cert: options.tls.cert,
+        key: options.tls.key,
+        ...(options.tls.clientCa === undefined ? {} : { ca: options.tls.clientCa, requestCert: true, rejectUnauthorized: true }),
+      }, handler)
       : http.createServer(handler);
   }
 

@@ -85,6 +85,11 @@ export interface TokenEndpointOptions {
   timeoutMs: number;
   /** Extra trusted CA certificates (PEM), added to Node's root certificates. Verification is always on. */
   ca?: string;
+  /**
+   * The agent to send with (egress proxy, client certificate), replacing the client's own
+   * keep-alive agent built from `ca`; `close()` destroys it. It must suit the token URL's scheme.
+   */
+  agent?: HttpAgent;
   /** Lifetime assumed for a token with neither `expires_in` nor a JWT `exp`, in seconds. */
   defaultLifetimeSeconds: number;
   /** Cap on the response body (default 1 MiB); a longer answer is abandoned. */
@@ -153,13 +158,13 @@ export class TokenEndpointClient {
       url, urlForLog: this.#urlForLog, where: this.#where, clock: this.#clock, logger: this.#logger,
       defaultLifetimeMs: options.defaultLifetimeSeconds * 1000,
     });
-    this.#agent = https
+    this.#agent = options.agent ?? (https
       ? new HttpsAgent({
         keepAlive: true,
         rejectUnauthorized: true,
         secureContext: trustedSecureContext(options.ca),
       })
-      : new HttpAgent({ keepAlive: true });
+      : new HttpAgent({ keepAlive: true }));
     if (!https && !isLoopbackHost(url.hostname)) {
       this.#logger.warn({ url: this.#urlForLog },
         'the token endpoint URL is plain http: the client assertion and the access token travel unencrypted; use https');

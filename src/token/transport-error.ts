@@ -12,6 +12,13 @@ const TLS_UNTRUSTED = new Set([
   'CERT_SIGNATURE_FAILURE', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'INVALID_CA', 'CERT_CHAIN_TOO_LONG',
 ]);
 
+/** TLS alerts a server sends when it wants a client certificate it did not get, or does not accept the one it got (mTLS). */
+const TLS_CLIENT_CERTIFICATE_REFUSED = new Set([
+  'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED', 'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE', 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
+  'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', 'ERR_SSL_TLSV1_ALERT_ACCESS_DENIED', 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED',
+  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_REVOKED', 'ERR_SSL_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE', 'ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR',
+]);
+
 /** The `code` of a Node.js socket, DNS or TLS error (e.g. `ECONNREFUSED`), or `UNKNOWN`. Pure. */
 export function transportErrorCode(error: unknown): string {
   return typeof (error as { code?: unknown }).code === 'string' ? (error as { code: string }).code : 'UNKNOWN';
@@ -38,6 +45,19 @@ export function transportFailure(code: string, error: unknown, where: string, ho
     return new TokenEndpointError('token_endpoint_tls', `the TLS certificate of the token endpoint ${where} is not ` +
       `issued for the host name "${hostname}": use a host name the certificate names in LOGICNETS_TOKEN_URL`, details);
   }
+  // Over TLS 1.2 Node reports the server's alert as EPROTO, the alert named only in the message.
+  const alert = code === 'EPROTO' && error instanceof Error
+    && /alert (handshake failure|certificate required|bad certificate|unknown ca|access denied)/i.test(error.message);
+  if (TLS_CLIENT_CERTIFICATE_REFUSED.has(code) || alert) {
+    return new TokenEndpointError('token_endpoint_tls', `the token endpoint ${where} refused the TLS handshake for want of ` +
+      `an acceptable client certificate (${code}): it requires mTLS; set LOGICNETS_CLIENT_CERT_FILE and ` +
+      'LOGICNETS_CLIENT_KEY_FILE to a certificate it trusts (and check that it has not expired)', details);
+  }
+  if (code === 'ERR_EGRESS_PROXY') {
+    // The agent's message names the proxy (without credentials) and what it did.
+    return new TokenEndpointError('token_endpoint_unreachable', `on the way to the token endpoint ${where}, ` +
+      `${(error as Error).message}; check HTTPS_PROXY / NO_PROXY or the upstream's egressProxy`, details);
+  }
   if (code === 'EPROTO' || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) {
     return new TokenEndpointError('token_endpoint_tls', `the TLS handshake with the token endpoint ${where} failed ` +
       `(${code}): check that this port serves HTTPS (use http:// for a plain HTTP port)`, details);
@@ -55,7 +75,8 @@ export function transportFailure(code: string, error: unknown, where: string, ho
     case 'EPIPE':
       return new TokenEndpointError('token_endpoint_unreachable', `the connection to the token endpoint ${where} was ` +
         `closed before a complete answer came (${code}): the server, a proxy or a firewall cut it; check ` +
-        'LOGICNETS_TOKEN_URL (http vs https)', details);
+        'LOGICNETS_TOKEN_URL (http vs https), and, where the server requires mTLS, that it accepts the client ' +
+        'certificate (LOGICNETS_CLIENT_CERT_FILE): it cuts the connection when it does not', details);
     case 'ETIMEDOUT':
       return new TokenEndpointError('token_endpoint_timeout', `connecting to the token endpoint ${where} timed out ` +
         '(ETIMEDOUT): check that it is reachable from here (proxy, firewall)', details);

@@ -45,3 +45,25 @@ export function makeTestPki(extraNames: string[] = []): TestPki {
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
+
+/** A client certificate (for mTLS) and its key, as PEM text and as files in the PKI's folder. */
+export interface TestClientCertificate {
+  certPem: string;
+  keyPem: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/**
+ * Makes a client certificate (`extendedKeyUsage=clientAuth`, subject `CN=<name>`) signed by `pki`'s
+ * CA, with a fresh 2048-bit RSA key; files `<name>.crt` and `<name>.key` in `pki.dir`.
+ */
+export function makeClientCertificate(pki: TestPki, name: string): TestClientCertificate {
+  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`], pki.dir);
+  writeFileSync(join(pki.dir, `${name}.cnf`), 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n');
+  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
+    '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.cnf`], pki.dir);
+  const certFile = join(pki.dir, `${name}.crt`);
+  const keyFile = join(pki.dir, `${name}.key`);
+  return { certPem: readFileSync(certFile, 'utf8'), keyPem: readFileSync(keyFile, 'utf8'), certFile, keyFile };
+}

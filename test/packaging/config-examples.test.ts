@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
-import { makeTestPki } from '../helpers/tls.js';
+import { makeClientCertificate, makeTestPki } from '../helpers/tls.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ltp-examples-'));
 const keyFile = join(dir, 'private-key.pem');
@@ -17,9 +17,13 @@ test.after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+const client = makeClientCertificate(pki, 'example-client');
+
 /** Points the example's absolute paths at the files made here. */
 function localise(text: string): string {
   return text
+    .replace(/\/[\w/.-]+\/tls\.crt/g, client.certFile)
+    .replace(/\/[\w/.-]+\/tls\.key/g, client.keyFile)
     .replace(/\/var\/run\/secrets\/logicnets\/[\w/.-]+/g, keyFile)
     .replace(/\/etc\/ssl\/private-ca\/ca\.pem/g, pki.caCertFile);
 }
@@ -48,6 +52,8 @@ test('config/logicnets.env.example with its commented settings enabled is still 
   const config = loadConfig({ env: parseEnvFile(text) });
   assert.equal(config.upstreams[0]?.clientIssuer, 'https://client.org');
   assert.equal(config.upstreams[0]?.caFile, pki.caCertFile);
+  assert.equal(config.upstreams[0]?.clientCertFile, client.certFile);
+  assert.equal(config.upstreams[0]?.egress?.api.description, 'via http://proxy.corp.example:3128 (egressProxy (LOGICNETS_EGRESS_PROXY))');
 });
 
 test('config/two-upstreams.yaml describes two upstreams that route unambiguously', () => {
@@ -59,4 +65,6 @@ test('config/two-upstreams.yaml describes two upstreams that route unambiguously
     ['sales', 'POST', 'https://lua6.logicnets.local/sales/oauth2token'],
   ]);
   assert.equal(config.readinessRequireToken, true);
+  assert.equal(config.upstreams[1]?.egress?.api.proxyUrl, 'http://proxy.corp.example:3128/');
+  assert.equal(config.upstreams[1]?.clientKeyFile, client.keyFile);
 });

@@ -27,7 +27,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { loadConfig, settingsDoc } from '../../src/config/load.js';
 import { parseManifests, restrictedViolations, schemaProblems } from '../helpers/kubernetes-manifests.js';
 import type { ContainerSpec, Manifest } from '../helpers/kubernetes-manifests.js';
-import { makeTestPki } from '../helpers/tls.js';
+import { makeClientCertificate, makeTestPki } from '../helpers/tls.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const HELM_DIR = join(ROOT, 'helm');
@@ -876,7 +876,9 @@ for (const helm of helms) {
     test('the rendered sidecar environment and config file load through the real config loader', () => {
       const pki = makeTestPki();
       after(() => pki.cleanup());
+      const client = makeClientCertificate(pki, 'helm-client');
       const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      let withClientCertificate = 0;
       for (const file of ciFiles) {
         const manifests = render(join('ci', file));
         const pod = podOf(manifests, 'Deployment');
@@ -892,6 +894,8 @@ for (const helm of helms) {
         };
         mounted('LOGICNETS_PRIVATE_KEY_FILE', privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
         mounted('LOGICNETS_CA_FILE', pki.caCertPem);
+        mounted('LOGICNETS_CLIENT_CERT_FILE', client.certPem);
+        mounted('LOGICNETS_CLIENT_KEY_FILE', client.keyPem);
         mounted('CONFIG_FILE', (manifests.find((m) => m.kind === 'ConfigMap') as { data?: Record<string, string> } | undefined)?.data?.['config.yaml'] ?? '');
         // The shutdown token's folder is an emptyDir: the sidecar writes the file itself.
         if (env.ADMIN_SHUTDOWN_TOKEN_FILE !== undefined) env.ADMIN_SHUTDOWN_TOKEN_FILE = join(mounts, basename(env.ADMIN_SHUTDOWN_TOKEN_FILE));
@@ -903,7 +907,15 @@ for (const helm of helms) {
         assert.deepEqual(config.upstreams.map((u) => u.url), ['https://lua5.logicnets.local/logicnets'], file);
         assert.equal(config.upstreams[0]!.privateKeyFile, env.LOGICNETS_PRIVATE_KEY_FILE, file);
         assert.equal(config.shutdownDelay > 0, sidecar.restartPolicy !== 'Always', `${file}: a drain delay exactly for a plain sidecar`);
+        if (env.LOGICNETS_CLIENT_CERT_FILE !== undefined) {
+          withClientCertificate += 1;
+          assert.equal(config.upstreams[0]!.clientCertFile, env.LOGICNETS_CLIENT_CERT_FILE, file);
+          const mount = sidecar.volumeMounts?.find((m) => m.name === 'logicnets-token-proxy-client-cert');
+          assert.equal(mount?.readOnly, true, `${file}: the client certificate Secret is mounted read-only`);
+          assert.equal(mount?.subPath, undefined, `${file}: mounted whole, so a renewed certificate arrives`);
+        }
       }
+      assert.ok(withClientCertificate >= 1, 'a ci file renders a client certificate');
     });
 
     test('another chart using the library with several upstreams in a config file: it loads through the real config loader', () => {
@@ -911,7 +923,8 @@ for (const helm of helms) {
       const keys = join(work, 'consumer-keys');
       const ca = join(work, 'consumer-ca');
       const conf = join(work, 'consumer-config');
-      for (const dir of [join(consumer, 'templates'), keys, ca, conf]) mkdirSync(dir, { recursive: true });
+      const clientDir = join(work, 'consumer-client');
+      for (const dir of [join(consumer, 'templates'), keys, ca, conf, clientDir]) mkdirSync(dir, { recursive: true });
       writeFileSync(join(consumer, 'Chart.yaml'), stringifyYaml({
         apiVersion: 'v2', name: 'consumer', version: '0.0.1',
         dependencies: [{ name: LIBRARY, version: library.meta.version, repository: `file://${join(work, LIBRARY)}`, alias }],
@@ -920,6 +933,7 @@ for (const helm of helms) {
         image: { repository: 'registry.example.com/ltp' },
         privateKey: { secretName: 'keys', mountPath: keys },
         ca: { configMapName: 'company-ca', mountPath: ca },
+        clientCertificate: { secretName: 'client-tls', mountPath: clientDir },
         configMountPath: conf,
         config: { retryBodyLimit: 4096, upstreams: [
           { url: 'https://lua5.logicnets.local/logicnets', clientId: 'one' },
@@ -954,12 +968,17 @@ for (const helm of helms) {
       const pki = makeTestPki();
       after(() => pki.cleanup());
       writeFileSync(join(ca, 'ca.crt'), pki.caCertPem);
+      const client = makeClientCertificate(pki, 'consumer-client');
+      writeFileSync(join(clientDir, 'tls.crt'), client.certPem);
+      writeFileSync(join(clientDir, 'tls.key'), client.keyPem);
       writeFileSync(env.CONFIG_FILE!, (manifests.find((m) => m.kind === 'ConfigMap') as unknown as { data: Record<string, string> }).data['config.yaml']!);
       const config = loadConfig({ env });
       assert.deepEqual(config.upstreams.map((u) => [u.privateKeyFile, u.caFile]), [
         [join(keys, 'private-key.pem'), join(ca, 'ca.crt')],
         [join(keys, 'other.pem'), join(ca, 'ca.crt')],
       ]);
+      assert.deepEqual(config.upstreams.map((u) => [u.clientCertFile, u.clientKeyFile]),
+        [[join(clientDir, 'tls.crt'), join(clientDir, 'tls.key')], [join(clientDir, 'tls.crt'), join(clientDir, 'tls.key')]]);
       assert.equal(config.retryBodyLimit, 4096);
     });
 

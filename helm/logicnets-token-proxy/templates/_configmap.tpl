@@ -4,7 +4,8 @@ The sidecar's config file (CONFIG_FILE) and the ConfigMap that holds it.
 
 {{/*
 The config file's YAML, rendered from .Values.tokenProxy.config. Each upstream listed without a
-privateKeyFile gets the mounted Secret's key file, and without a caFile the mounted CA (if any).
+privateKeyFile gets the mounted Secret's key file, without a caFile the mounted CA (if any), and
+without clientCertFile/clientKeyFile the mounted client certificate (if any).
 Empty when .Values.tokenProxy.config is empty.
 */}}
 {{- define "logicnets-token-proxy.configFile" -}}
@@ -12,12 +13,17 @@ Empty when .Values.tokenProxy.config is empty.
 {{- $config := deepCopy .Values.tokenProxy.config -}}
 {{- $keyFile := include "logicnets-token-proxy.keyFile" . -}}
 {{- $caFile := include "logicnets-token-proxy.caFile" . -}}
+{{- $clientCertFile := include "logicnets-token-proxy.clientCertFile" . -}}
 {{- range $entry := (get $config "upstreams" | default list) -}}
 {{- if not (hasKey $entry "privateKeyFile") -}}
 {{- $_ := set $entry "privateKeyFile" $keyFile -}}
 {{- end -}}
 {{- if and $caFile (not (hasKey $entry "caFile")) -}}
 {{- $_ := set $entry "caFile" $caFile -}}
+{{- end -}}
+{{- if and $clientCertFile (not (hasKey $entry "clientCertFile")) (not (hasKey $entry "clientKeyFile")) -}}
+{{- $_ := set $entry "clientCertFile" $clientCertFile -}}
+{{- $_ := set $entry "clientKeyFile" (include "logicnets-token-proxy.clientKeyFile" $) -}}
 {{- end -}}
 {{- end -}}
 {{- toYaml $config -}}

@@ -166,6 +166,12 @@ containers may use the proxy.
 - name: LOGICNETS_CA_FILE
   value: {{ . | quote }}
 {{- end }}
+{{- with (include "logicnets-token-proxy.clientCertFile" .) }}
+- name: LOGICNETS_CLIENT_CERT_FILE
+  value: {{ . | quote }}
+- name: LOGICNETS_CLIENT_KEY_FILE
+  value: {{ include "logicnets-token-proxy.clientKeyFile" $ | quote }}
+{{- end }}
 {{- end }}
 {{- end -}}
 

@@ -57,6 +57,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* Paths of the mounted client certificate and key, or nothing when no client certificate Secret is set. */}}
+{{- define "logicnets-token-proxy.clientCertFile" -}}
+{{- if .Values.tokenProxy.clientCertificate.secretName -}}
+{{- printf "%s/%s" (.Values.tokenProxy.clientCertificate.mountPath | trimSuffix "/") .Values.tokenProxy.clientCertificate.certKey -}}
+{{- end -}}
+{{- end -}}
+{{- define "logicnets-token-proxy.clientKeyFile" -}}
+{{- if .Values.tokenProxy.clientCertificate.secretName -}}
+{{- printf "%s/%s" (.Values.tokenProxy.clientCertificate.mountPath | trimSuffix "/") .Values.tokenProxy.clientCertificate.keyKey -}}
+{{- end -}}
+{{- end -}}
+
 {{/*
 Stops rendering with a sentence for the operator when a required value is missing or the values
 contradict each other. Included by the container template, so every workload gets the checks.

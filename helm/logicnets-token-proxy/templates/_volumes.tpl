@@ -8,7 +8,7 @@ tokenProxy.privateKey.defaultMode, 0444 by default: without a pod-wide fsGroup t
 65532 reads them through the "other" bits; only the sidecar mounts this volume), an emptyDir for /tmp,
 for a plain (non-native) sidecar an in-memory emptyDir where it writes the token `POST /shutdown`
 needs (mounted by the sidecar and, read-only, by the app: see `logicnets-token-proxy.appVolumeMounts`),
-and the config file and CA ConfigMaps when they are set. Use it under `volumes:` with nindent.
+and the config file and CA ConfigMaps and the client certificate Secret when they are set. Use it under `volumes:` with nindent.
 */}}
 {{- define "logicnets-token-proxy.volumes" -}}
 - name: logicnets-token-proxy-key
@@ -31,6 +31,12 @@ and the config file and CA ConfigMaps when they are set. Use it under `volumes:`
     items:
       - key: config.yaml
         path: config.yaml
+{{- end }}
+{{- if .Values.tokenProxy.clientCertificate.secretName }}
+- name: logicnets-token-proxy-client-cert
+  secret:
+    secretName: {{ .Values.tokenProxy.clientCertificate.secretName | quote }}
+    defaultMode: {{ .Values.tokenProxy.clientCertificate.defaultMode }}
 {{- end }}
 {{- if .Values.tokenProxy.ca.configMapName }}
 - name: logicnets-token-proxy-ca
@@ -56,6 +62,11 @@ and the config file and CA ConfigMaps when they are set. Use it under `volumes:`
 {{- if .Values.tokenProxy.config }}
 - name: logicnets-token-proxy-config
   mountPath: {{ .Values.tokenProxy.configMountPath }}
+  readOnly: true
+{{- end }}
+{{- if .Values.tokenProxy.clientCertificate.secretName }}
+- name: logicnets-token-proxy-client-cert
+  mountPath: {{ .Values.tokenProxy.clientCertificate.mountPath }}
   readOnly: true
 {{- end }}
 {{- if .Values.tokenProxy.ca.configMapName }}

@@ -4,6 +4,7 @@ import { createServer, get } from 'node:https';
 import type { RequestOptions, Server } from 'node:https';
 import type { SecureContext } from 'node:tls';
 import type { AddressInfo } from 'node:net';
+import { createOutboundAgent } from '../../../src/lib/outbound-agent.js';
 import { trustedSecureContext } from '../../../src/lib/tls-trust.js';
 import { createUpstreamAgent } from '../../../src/upstream-stack.js';
 import { makeTestPki } from '../../helpers/tls.js';
@@ -40,12 +41,25 @@ test('the secure context trusts the extra CA, and without it the test CA is refu
 });
 
 // Regression (issue 5): an agent given `ca` made Node parse every root certificate again for each
-// new upstream connection (~20 ms of blocked event loop each); the agent now carries one context.
-test('the upstream agent carries one prebuilt secure context instead of a CA list', async () => {
+// new upstream connection (~20 ms of blocked event loop each); every new connection now gets one
+// prebuilt context.
+test('each new upstream connection gets the one prebuilt secure context, not a CA list', async () => {
+  const context = trustedSecureContext(pki.caCertPem);
+  const handedOut: (SecureContext | undefined)[] = [];
+  const agent = createOutboundAgent({
+    protocol: 'https:',
+    pooled: false,
+    tls: { current: () => { handedOut.push(context); return { context, generation: 0 }; } },
+  });
+  assert.equal(await status({ agent }), 200);
+  assert.equal(await status({ agent }), 200);
+  agent.destroy();
+  assert.ok(handedOut.length >= 2);
+  assert.ok(handedOut.every((c) => c === context));
+});
+
+test('createUpstreamAgent trusts the extra CA it is given', async () => {
   const agent = createUpstreamAgent(`https://localhost:${port}/logicnets`, pki.caCertPem);
-  const options = (agent as unknown as { options: Record<string, unknown> }).options;
-  assert.ok(options.secureContext !== undefined);
-  assert.equal(options.ca, undefined);
   assert.equal(await status({ agent }), 200);
   agent.destroy();
 });
