@@ -270,8 +270,8 @@ function sidecarEnv() {
   }));
 }
 
-/** GETs an admin path once; resolves with `{ status, body }` (status 0 when the connection fails). */
-function adminGet(port, path) {
+/** GETs a loopback path once, on a fresh connection; resolves with `{ status, body }` (status 0 when the connection fails). */
+function httpGet(port, path) {
   return new Promise((done) => {
     const req = http.get({ host: LOOPBACK, port, path, agent: false }, (res) => {
       const chunks = [];
@@ -432,13 +432,13 @@ async function startSidecarProcess(t, { upstreamUrl, keyFile, flags }, children)
     }
   };
   // The time of the poll that got the answer: start to /readyz 200, as a probe would see it.
-  const readyAt = await until('/readyz 200', async () => (await adminGet(adminPort, '/readyz')).status === 200);
+  const readyAt = await until('/readyz 200', async () => (await httpGet(adminPort, '/readyz')).status === 200);
   const tokenAt = await until('valid token in /status', async () => {
-    const { status, body } = await adminGet(adminPort, '/status');
+    const { status, body } = await httpGet(adminPort, '/status');
     if (status !== 200) return false;
     try { return JSON.parse(body).upstreams.every((u) => u.token.valid === true); } catch { return false; }
   });
-  const metrics = (await adminGet(adminPort, '/metrics')).body;
+  const metrics = (await httpGet(adminPort, '/metrics')).body;
   handle.info = {
     port,
     adminPort,
@@ -453,7 +453,7 @@ async function startSidecarProcess(t, { upstreamUrl, keyFile, flags }, children)
 
 /** Heap figures of a sidecar from its own `/metrics` (prom-client's process metrics), in bytes. */
 async function sidecarHeap(handle) {
-  const text = (await adminGet(handle.info.adminPort, '/metrics')).body;
+  const text = (await httpGet(handle.info.adminPort, '/metrics')).body;
   return {
     heapUsed: metricOf(text, 'nodejs_heap_size_used_bytes'),
     heapTotal: metricOf(text, 'nodejs_heap_size_total_bytes'),
@@ -944,6 +944,12 @@ async function main() {
         warmupNon2xx[t.name] += r.non2xx + r.errors;
         warmupResponses[t.name] += r.responses;
       }
+    }
+    // Without a warm-up (--quick), one request per target still proves the path works before any load.
+    for (const t of warmupS > 0 ? [] : plan) {
+      const { status } = await httpGet(servers[t.name].info.port, pathOf(t));
+      if (status < 200 || status > 299) warmupNon2xx[t.name] += 1;
+      warmupResponses[t.name] += 1;
     }
 
     const runs = [];
