@@ -32,7 +32,8 @@
 //   --baseline-v8=FLAGS  the same for the baselines (default: the image's, so ratios measure the sidecar's
 //                     code, not the flags; none with --flags-matrix, so they measure the flags too)
 //   --configs LIST    only these loads (get-c1,get-c50,get-c200,post64k-c50,post1m-c50,conns)
-//   --many N          connections of the many-connections load (default 500; one request each)
+//   --many N          connections of the many-connections load (default 500; one request each); above the
+//                     sidecar's MAX_CONNECTIONS (default 1024) the extra ones are answered 503, as documented
 //   --nginx auto|on|off  nginx reference line (auto: when `nginx` is on PATH)
 //   --install-nginx   apt-get install nginx first when it is missing (never used by the tests)
 //   --forwarder       also run a bare node:http forwarder per runtime (the floor of a hand-built proxy)
