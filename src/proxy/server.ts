@@ -229,9 +229,12 @@ class TokenProxy implements ProxyServer, ExchangeContext {
    */
   readonly #onClientError = (error: Error & { code?: string }, socket: Duplex): void => {
     const client = socket as ClientSocket;
-    if (client[BUSY] !== undefined && error.code !== 'ECONNRESET') {
-      client[CLOSE_AFTER] = true;
+    if (client[BUSY] !== undefined) {
       socket.on('error', noop);
+      // Bytes after the request in flight that are not a request: finish that one, then close.
+      // (An unfinished message at the end of the stream means the client is gone: cut.)
+      if (error.code?.startsWith('HPE_') === true && error.code !== 'HPE_INVALID_EOF_STATE' && socket.writable) client[CLOSE_AFTER] = true;
+      else socket.destroy();
       return;
     }
     refuseUnparseable(error, socket, this.log);
