@@ -72,6 +72,7 @@ export function refuseUnparseable(error: Error & { code?: string }, socket: Dupl
   const sentence = status === 431 ? 'The request header section is too large.'
     : status === 408 ? 'The request was not received completely in time.'
       : 'The request could not be parsed as HTTP/1.1.';
-  writeRawError(socket, new ProxyError('bad_request', sentence, { status, proxyStatus: 'http_request_error' }), randomUUID());
+  writeRawError(socket, new ProxyError(status === 431 ? 'request_header_too_large' : 'bad_request', sentence,
+    { status, proxyStatus: 'http_request_error' }), randomUUID());
   log.debug({ code: error.code, status }, 'unparseable request');
 }
