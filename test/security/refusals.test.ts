@@ -58,10 +58,10 @@ describe('refused outright, nothing forwarded', () => {
   ];
   for (const [name, bytes, status, error] of cases) {
     test(name, async () => {
-      const before = upstream.requests.length;
+      const sentBefore = upstream.requests.length;
       const answer = await rawExchange(harness.port, bytes);
       assertRefusal(answer, status, error);
-      assert.equal(upstream.requests.length, before, 'nothing reached the upstream');
+      assert.equal(upstream.requests.length, sentBefore, 'nothing reached the upstream');
     });
   }
 
