@@ -28,6 +28,7 @@ import { loadConfig, settingsDoc } from '../../src/config/load.js';
 import { parseManifests, restrictedViolations, schemaProblems } from '../helpers/kubernetes-manifests.js';
 import type { ContainerSpec, Manifest } from '../helpers/kubernetes-manifests.js';
 import { makeClientCertificate, makeTestPki } from '../helpers/tls.js';
+import { seededRandom as seeded } from '../helpers/seeded-random.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const HELM_DIR = join(ROOT, 'helm');
@@ -396,17 +397,6 @@ function chartEnvNames(): string[] {
   return [...new Set([...body.matchAll(/^\s*- name: ([A-Z][A-Z0-9_]*)\s*$/gm)].map((m) => m[1]!))];
 }
 
-/** A seeded generator (mulberry32), so a failing case can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const URL_SCHEMES = ['https', 'http', 'HTTPS', 'Http', 'ftp', 'ws'];
 const URL_HOSTS = [

@@ -12,6 +12,7 @@ import { rawExchange, startRawUpstream } from '../helpers/raw-http.js';
 import type { RawUpstream } from '../helpers/raw-http.js';
 import { startHarness } from '../helpers/proxy-harness.js';
 import type { Harness } from '../helpers/proxy-harness.js';
+import { seededRandom } from '../helpers/seeded-random.js';
 import { StaticTokenSource } from '../helpers/static-token-source.js';
 
 const MAX_HEADER_COUNT = 40;
@@ -171,13 +172,7 @@ describe('request framing', () => {
   });
 
   test('a seeded random generator of 400 request shapes keeps the invariant', async () => {
-    let seed = 0x5eed1234;
-    const random = (): number => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const random = seededRandom(0x5eed1234);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
     const flipCase = (text: string): string => [...text].map((c) => (random() < 0.5 ? c.toUpperCase() : c.toLowerCase())).join('');
     const tokens = ['keep-alive', 'close', 'content-length', 'transfer-encoding', 'host', 'authorization', 'via', 'te', 'x-other', 'upgrade'];

@@ -12,6 +12,7 @@ import type { Config } from '../../../src/config/load.js';
 import { MAX_SECONDS, NUMERIC_FORMATS, readSetting, settingProblem } from '../../../src/config/formats.js';
 import { GLOBAL_SCHEMA, UPSTREAM_SCHEMA } from '../../../src/config/schema.js';
 import { ConfigError } from '../../../src/lib/errors.js';
+import { seededRandom as seeded } from '../../helpers/seeded-random.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ltp-strict-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -240,17 +241,6 @@ test('requestTimeout, when set, may not be shorter than headersTimeout (Node ref
 
 // ---- Junk: a seeded generator of strings an operator (or a template) might produce ----
 
-/** mulberry32: seeded, so a failing case can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PIECES = [
   '0', '1', '2', '5', '9', '00', '30', '60', '1024', '65535', '65536', '3600', '2147483', '99999999', '12345678901234567',

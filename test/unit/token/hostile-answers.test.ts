@@ -20,6 +20,7 @@ import { createLogger } from '../../../src/lib/logger.js';
 import { CachingTokenSource } from '../../../src/token/cache.js';
 import { TokenEndpointClient } from '../../../src/token/endpoint.js';
 import type { Token } from '../../../src/token/token.js';
+import { seededRandom as prng } from '../../helpers/seeded-random.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
@@ -82,17 +83,6 @@ function table(): HostileAnswer[] {
   ];
 }
 
-/** A small seeded PRNG (mulberry32), so a failing case can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ABSENT = Symbol('absent');
 
