@@ -97,6 +97,12 @@ export function requestIdOf(req: IncomingMessage): string {
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
 }
 
+/** The `code` of a Node error, for a message (never its text). */
+function errorCodeOf(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : 'error';
+}
+
 /** A listener that ignores its event (an `'error'` listener keeps an error from being thrown). */
 export function noop(): void {}
 
@@ -370,7 +376,6 @@ export class Exchange {
         const worthAnotherToken = target.route.tokens.invalidate((this.#token as Token).accessToken);
         if (worthAnotherToken && this.#resendReason === undefined && this.#kept !== undefined && !this.res.destroyed) {
           answer.on('error', noop);
-          answer.resume();
           this.#resend('unauthorized');
           return;
         }
@@ -387,7 +392,17 @@ export class Exchange {
       // A body the client is still sending (the upstream answered early), or a drain: the client
       // connection ends with this answer.
       if (this.#ctx.closing || !this.req.complete) headers.connection = 'close';
-      res.writeHead(status, answer.statusMessage, headers);
+      // The standard reason phrase, not the upstream's (Node refuses some that its parser accepts).
+      try {
+        res.writeHead(status, headers);
+      } catch (error) {
+        // A status or header value Node will not write: the upstream's answer is malformed.
+        answer.on('error', noop);
+        this.#fail(new ProxyError('upstream_reset',
+          `The upstream ${(this.#target as UpstreamTarget).name} sent a response the sidecar cannot pass on (${errorCodeOf(error)}).`,
+          { status: 502, proxyStatus: 'http_protocol_error', cause: error }));
+        return;
+      }
       answer.on('close', onAnswerClose);
       answer.on('error', noop);
       answer.pipe(res);
@@ -417,14 +432,16 @@ export class Exchange {
       : 'the reused upstream connection was closed by the upstream before it answered: resending once on a new connection');
     const previous = this.#upstream as ClientRequest;
     this.#upstream = undefined; // its events are ignored from here on
+    // Never drain the first answer: an upstream could send a 401 whose body never ends. Its
+    // connection is given up (the resend takes another).
     const { req } = this;
+    req.unpipe(previous);
+    previous.destroy();
     if (req.readableEnded) {
       this.#resendNow();
       return;
     }
-    // The body is still arriving: stop sending it to the first attempt, keep collecting it.
-    req.unpipe(previous);
-    previous.destroy();
+    // The body is still arriving: keep collecting it.
     req.once('end', () => this.#resendNow());
     req.resume();
   }

@@ -50,10 +50,26 @@ const PROXY_REDACT = { paths: REDACTED_PATHS.filter((path) => !path.includes('*'
 /** Slot marking a client connection refused for capacity, and one marking a request that came through `'checkContinue'`. */
 const OVER_CAPACITY = Symbol('overCapacity');
 const EXPECTS_CONTINUE = Symbol('expectsContinue');
-/** Slots of a client connection: the response in flight on it, if any; and "close it after that response". */
+/**
+ * Slots of a client connection: the exchange in progress on it (`BUSY`), the rarely used `QUEUE`
+ * of requests pipelined behind it (each started when the one before is done), and "close it once
+ * they are answered".
+ */
 const BUSY = Symbol('busy');
+const QUEUE = Symbol('queue');
 const CLOSE_AFTER = Symbol('closeAfter');
-type ClientSocket = Socket & { [OVER_CAPACITY]?: boolean; [BUSY]?: ServerResponse; [CLOSE_AFTER]?: boolean };
+type ClientSocket = Socket & { [OVER_CAPACITY]?: boolean; [BUSY]?: Exchange; [QUEUE]?: Exchange[]; [CLOSE_AFTER]?: boolean };
+
+/**
+ * A client connection closed: every exchange still on it is done. (Node emits `'close'` on the
+ * response being written, but not on responses queued behind it for pipelined requests.)
+ */
+function onClientSocketClose(this: ClientSocket): void {
+  const queued = this[QUEUE];
+  this[QUEUE] = undefined;
+  this[BUSY]?.closed();
+  if (queued !== undefined) for (const exchange of queued) exchange.closed();
+}
 
 /** A warning about refused connections is logged at most this often. */
 const CAPACITY_WARNING_INTERVAL_MS = 10_000;
@@ -154,8 +170,18 @@ class TokenProxy implements ProxyServer, ExchangeContext {
     this.#inFlight--;
     const { res, target } = exchange;
     const socket = exchange.req.socket as ClientSocket;
-    if (socket[BUSY] === res) socket[BUSY] = undefined;
-    if (socket[CLOSE_AFTER] === true) socket.destroySoon();
+    if (socket[BUSY] === exchange) {
+      // The next pipelined request on this connection starts only now: one upstream request per
+      // client connection at a time, so MAX_CONNECTIONS also bounds the upstream requests.
+      const next = socket[QUEUE]?.shift();
+      socket[BUSY] = next;
+      next?.start();
+    } else {
+      const queue = socket[QUEUE];
+      const index = queue?.indexOf(exchange) ?? -1;
+      if (index >= 0) queue?.splice(index, 1);
+    }
+    if (socket[CLOSE_AFTER] === true && socket[BUSY] === undefined) socket.destroySoon();
     const durationMs = this.clock.now() - exchange.startedAt;
     const status = res.headersSent ? res.statusCode : 499;
     (exchange.requestLog ?? this.#requestLog).write({
@@ -188,6 +214,7 @@ class TokenProxy implements ProxyServer, ExchangeContext {
     }
     this.#connections++;
     socket.once('close', this.#onConnectionClose);
+    socket.once('close', onClientSocketClose);
   };
 
   readonly #onConnectionClose = (): void => {
@@ -209,18 +236,40 @@ class TokenProxy implements ProxyServer, ExchangeContext {
       socket.destroy();
       return;
     }
-    socket[BUSY] = res;
     this.#inFlight++;
     const expectContinue = (req as IncomingMessage & { [EXPECTS_CONTINUE]?: boolean })[EXPECTS_CONTINUE] === true;
     if (this.closing) res.setHeader('connection', 'close');
-    new Exchange(this, req, res, expectContinue).start();
+    const exchange = new Exchange(this, req, res, expectContinue);
+    if (socket[BUSY] === undefined) {
+      socket[BUSY] = exchange;
+      exchange.start();
+    } else {
+      (socket[QUEUE] ??= []).push(exchange); // pipelined: started when the one before it is done
+    }
   };
 
-  /** `CONNECT host:port`: answered 405 on the raw socket, which is then closed. */
-  readonly #onConnect = (req: IncomingMessage, socket: Duplex): void => refuseConnect(req, socket, this.log, this.metrics);
+  /**
+   * `CONNECT host:port`: answered 405 on the raw socket, which is then closed; behind a request
+   * still in flight on the connection (pipelined), that one is answered first and the
+   * connection then closed, so no answer lands out of order.
+   */
+  readonly #onConnect = (req: IncomingMessage, socket: Duplex): void => {
+    if (!this.#closeAfterBusy(socket)) refuseConnect(req, socket, this.log, this.metrics);
+  };
 
-  /** `Upgrade` (WebSocket, h2c): answered 501 on the raw socket, which is then closed. */
-  readonly #onUpgrade = (req: IncomingMessage, socket: Duplex): void => refuseUpgrade(req, socket, this.log, this.metrics);
+  /** `Upgrade` (WebSocket, h2c): answered 501 on the raw socket like `CONNECT`. */
+  readonly #onUpgrade = (req: IncomingMessage, socket: Duplex): void => {
+    if (!this.#closeAfterBusy(socket)) refuseUpgrade(req, socket, this.log, this.metrics);
+  };
+
+  /** When a request is in flight on `socket`: close it after that one is answered, and say so. */
+  #closeAfterBusy(socket: Duplex): boolean {
+    const client = socket as ClientSocket;
+    if (client[BUSY] === undefined) return false;
+    socket.on('error', noop);
+    client[CLOSE_AFTER] = true;
+    return true;
+  }
 
   /**
    * A request Node could not parse: answered like every other error (JSON, Proxy-Status), then
@@ -228,12 +277,10 @@ class TokenProxy implements ProxyServer, ExchangeContext {
    * `Connection: close`) that response is finished first, then the connection is closed.
    */
   readonly #onClientError = (error: Error & { code?: string }, socket: Duplex): void => {
-    const client = socket as ClientSocket;
-    if (client[BUSY] !== undefined) {
-      socket.on('error', noop);
+    if ((socket as ClientSocket)[BUSY] !== undefined) {
       // Bytes after the request in flight that are not a request: finish that one, then close.
       // (An unfinished message at the end of the stream means the client is gone: cut.)
-      if (error.code?.startsWith('HPE_') === true && error.code !== 'HPE_INVALID_EOF_STATE' && socket.writable) client[CLOSE_AFTER] = true;
+      if (error.code?.startsWith('HPE_') === true && error.code !== 'HPE_INVALID_EOF_STATE' && socket.writable) this.#closeAfterBusy(socket);
       else socket.destroy();
       return;
     }

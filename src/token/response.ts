@@ -291,6 +291,16 @@ function safeWord(value: unknown, max = 32): string {
   return String(value).replace(/[^A-Za-z0-9_.:-]/g, '').slice(0, max);
 }
 
+/** Whether `word` holds three consecutive dot-separated parts of 8 or more characters (a JWT, a JWS). */
+function looksLikeJwt(word: string): boolean {
+  let run = 0;
+  for (const part of word.split('.')) {
+    run = part.length >= 8 ? run + 1 : 0;
+    if (run >= 3) return true;
+  }
+  return false;
+}
+
 /**
  * A server's `error_description`, made safe for a message: control characters removed, anything
  * we sent as a secret and anything shaped like a JWT replaced, and at most 300 characters.
@@ -298,7 +308,10 @@ function safeWord(value: unknown, max = 32): string {
 function sanitizeDescription(text: string, secrets: readonly string[]): string {
   let out = text;
   for (const secret of secrets) out = out.split(secret).join('[redacted]');
-  out = out.replace(/[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g, '[redacted]');
+  // Only the start is ever shown; and every step below is linear in its input (a pattern that
+  // backtracks over a megabyte of token characters would block the event loop for minutes).
+  out = out.slice(0, 2000);
+  out = out.replace(/[A-Za-z0-9_.-]+/g, (word) => (looksLikeJwt(word) ? '[redacted]' : word));
   // eslint-disable-next-line no-control-regex
   out = out.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
   return out.length > 300 ? `${out.slice(0, 297)}...` : out;
