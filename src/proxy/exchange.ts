@@ -9,9 +9,10 @@
  * - received: admitted (proxy/admission.ts), routed (proxy/router.ts); a body of known length up
  *   to RETRY_BODY_LIMIT gets a reservation from the shared budget (proxy/retained-body.ts).
  * - waiting_for_token: no usable token is cached; the token source is awaited (the client's idle
- *   timer is off: the token source bounds this wait).
+ *   timer does not cut this wait: the token source bounds it).
  * - sending: the upstream request is out; the client's body streams to it (and into the kept
- *   copy). IDLE_TIMEOUT cuts a body that stalls in either direction (the client socket's timeout).
+ *   copy). IDLE_TIMEOUT cuts a body that stalls in either direction (the client connection's idle
+ *   timer: a stall upstream stalls the client connection too, through back-pressure).
  * - awaiting_answer: the whole request is sent; UPSTREAM_TIMEOUT bounds the wait for the
  *   response head (a deadline, not an idle timer: a dripping upstream cannot hold it open).
  * - answered: the response head is passed on and its body streams to the client (IDLE_TIMEOUT
@@ -228,7 +229,6 @@ export class Exchange {
       return;
     }
     this.#phase = 'waiting_for_token';
-    this.#quiet();
     const abort = new AbortController();
     this.#abort = abort;
     tokens.token(abort.signal)
@@ -293,7 +293,6 @@ export class Exchange {
     upstream.on('response', onUpstreamResponse);
     upstream.on('error', onUpstreamError);
     upstream.on('finish', onUpstreamFinish);
-    this.#watch();
     target.log.trace({ requestId: this.id, resend: this.#resendReason }, 'forwarding request');
     if (this.#expectContinue) {
       this.#expectContinue = false;
@@ -323,7 +322,6 @@ export class Exchange {
   requestSent(upstream: ClientRequest): void {
     if (upstream !== this.#upstream || this.#phase !== 'sending') return;
     this.#phase = 'awaiting_answer';
-    this.#quiet();
     this.#headersTimer = setTimeout(onHeadersTimeout, this.#ctx.upstreamTimeoutMs, this);
   }
 
@@ -382,7 +380,6 @@ export class Exchange {
       }
       this.#phase = 'answered';
       this.#dropKeptBody();
-      this.#watch();
       const { res } = this;
       if (res.destroyed) {
         answer.resume();
@@ -483,7 +480,6 @@ export class Exchange {
     this.#upstream = undefined;
     upstream?.destroy();
     this.#dropKeptBody();
-    this.#watch();
     sendError(this.res, error, this.#target?.log ?? this.#ctx.log, this.id);
   }
 
@@ -513,13 +509,12 @@ export class Exchange {
     }
   }
 
-  /** Bytes should move: the client connection's idle timer (IDLE_TIMEOUT) runs. */
-  #watch(): void {
-    this.req.socket?.setTimeout(this.#ctx.idleTimeoutMs);
-  }
-
-  /** Waiting on the sidecar's side (a token, the upstream's answer): the client's idle timer is off. */
-  #quiet(): void {
-    this.req.socket?.setTimeout(0);
+  /**
+   * Whether the sidecar itself is waiting (for a token, or for the upstream's response head):
+   * then the client connection's idle timer (IDLE_TIMEOUT) does not cut it, the token source and
+   * UPSTREAM_TIMEOUT bound the wait.
+   */
+  get waitingOnSidecar(): boolean {
+    return this.#phase === 'waiting_for_token' || this.#phase === 'awaiting_answer';
   }
 }

@@ -61,6 +61,16 @@ const CLOSE_AFTER = Symbol('closeAfter');
 type ClientSocket = Socket & { [OVER_CAPACITY]?: boolean; [BUSY]?: Exchange; [QUEUE]?: Exchange[]; [CLOSE_AFTER]?: boolean };
 
 /**
+ * A client connection was idle for IDLE_TIMEOUT (Node's socket timeout, `server.timeout`): it is
+ * cut, unless its request is waiting on the sidecar (a token, the upstream's response head),
+ * which has bounds of its own. The timer starts again with the next byte either way.
+ */
+function onClientIdle(socket: Socket): void {
+  if ((socket as ClientSocket)[BUSY]?.waitingOnSidecar === true) return;
+  socket.destroy();
+}
+
+/**
  * A client connection closed: every exchange still on it is done. (Node emits `'close'` on the
  * response being written, but not on responses queued behind it for pipelined requests.)
  */
@@ -131,6 +141,7 @@ class TokenProxy implements ProxyServer, ExchangeContext {
     this.server.on('connect', this.#onConnect);
     this.server.on('upgrade', this.#onUpgrade);
     this.server.on('clientError', this.#onClientError);
+    this.server.on('timeout', onClientIdle);
   }
 
   listen(port: number, host: string): Promise<number> {

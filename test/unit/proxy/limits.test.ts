@@ -59,6 +59,16 @@ describe('timeouts', () => {
     await waitUntil(() => upstream.sockets.size === 0, 'the dripping connection is closed');
   });
 
+  test('IDLE_TIMEOUT does not cut a request waiting for a slow upstream answer (UPSTREAM_TIMEOUT bounds that)', async () => {
+    const upstream = await tcpServer((socket) => {
+      socket.once('data', () => setTimeout(() => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow'), 700));
+    });
+    const h = await harnessFor(upstream.port, { idleTimeout: 0.2, upstreamTimeout: 5 });
+    const res = await send(h.port, '/co/slow');
+    assert.equal(res.status, 200);
+    assert.equal(res.body.toString(), 'slow');
+  });
+
   test('a client that stops reading is cut after IDLE_TIMEOUT, and its upstream connection closed', async () => {
     const upstream = await tcpServer((socket) => {
       socket.once('data', () => {
