@@ -35,6 +35,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Clock } from '../lib/clock.js';
 import { ProxyError, TokenUnavailableError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
@@ -122,6 +123,11 @@ function onUpstreamError(this: ClientRequest, error: Error): void {
 }
 function onUpstreamFinish(this: ClientRequest): void {
   exchangeOf(this)?.requestSent(this);
+}
+/** A `101 Switching Protocols` the sidecar never asked for: a malformed answer. */
+function onUpstreamUpgrade(this: ClientRequest, _answer: IncomingMessage, socket: Duplex): void {
+  socket.destroy();
+  exchangeOf(this)?.upstreamFailed(this, Object.assign(new Error('unsolicited 101'), { code: 'HPE_UNEXPECTED_UPGRADE' }));
 }
 function onAnswerClose(this: IncomingMessage): void {
   if (this.complete) return;
@@ -293,6 +299,7 @@ export class Exchange {
     upstream.on('response', onUpstreamResponse);
     upstream.on('error', onUpstreamError);
     upstream.on('finish', onUpstreamFinish);
+    upstream.on('upgrade', onUpstreamUpgrade);
     target.log.trace({ requestId: this.id, resend: this.#resendReason }, 'forwarding request');
     if (this.#expectContinue) {
       this.#expectContinue = false;

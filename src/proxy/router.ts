@@ -62,6 +62,7 @@ const FORBIDDEN_ESCAPE = /%(?:2f|5c|00)/i;
 const ESCAPE = /%([0-9a-fA-F]{2})/g;
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
 const BAD_ESCAPE = /%(?![0-9a-fA-F]{2})/;
+const DOT_SEGMENT_WITH_PARAMETERS = /^\.\.?;/;
 
 /** 400 with a sentence about what is wrong with the request. */
 function badRequest(message: string): ProxyError {
@@ -130,6 +131,10 @@ export function normalisePath(path: string): string | ProxyError {
         return badRequest('The request path contains an encoded dot-segment (%2E); send "." and ".." unencoded or resolve them first.');
       }
       segment = decoded;
+    }
+    if (DOT_SEGMENT_WITH_PARAMETERS.test(segment)) {
+      // Servlet containers (Tomcat and others) read `..;x` as `..`: a way out of the company.
+      return badRequest('The request path contains a dot-segment with path parameters ("..;" or ".;"); these are refused.');
     }
     if (segment === '.') {
       if (last) out.push('');

@@ -28,3 +28,21 @@ test('a reason phrase the sidecar cannot repeat gets an answer (the upstream\'s 
   const res = await rawExchange(harness.port, 'GET /co/x HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 3000 });
   assert.ok(res.status === 200 || res.status === 502, `status ${res.status}`);
 });
+
+test('an unsolicited 101, or a status Node will not write, is answered 502 at once (not after UPSTREAM_TIMEOUT)', async () => {
+  for (const head of ['HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: evil\r\n\r\n', 'HTTP/1.1 099 Odd\r\ncontent-length: 0\r\n\r\n']) {
+    const odd = await startRawUpstream((_request, socket) => {
+      socket.write(head);
+      return 'handled';
+    });
+    const h = await startHarness([{ name: 'o', url: `http://127.0.0.1:${odd.port}/co`, tokens: new StaticTokenSource('tok') }], { upstreamTimeout: 30 });
+    try {
+      const res = await rawExchange(h.port, 'GET /co/x HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 3000 });
+      assert.equal(res.status, 502, head.slice(0, 20));
+      assert.ok(res.headers['proxy-status']);
+    } finally {
+      await h.close();
+      await odd.close();
+    }
+  }
+});

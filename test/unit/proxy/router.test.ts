@@ -69,6 +69,11 @@ describe('gateway mode', () => {
     refused(router.match('/alpha/../beta/sub/x'), 'bad_request', 400);
     refused(router.match('/alpha/x/../../beta/sub'), 'bad_request', 400);
     assert.equal(ok(router.match('/alpha/x/../y?z')).path, '/alpha/y?z');
+    // Dot-segments with path parameters, which servlet containers read as dot-segments.
+    for (const path of ['/alpha/..;/beta/sub', '/alpha/..;x=1/beta', '/alpha/.;/x', '/alpha/%2e%2e;/beta', '/alpha/x/..;']) {
+      refused(router.match(path), 'bad_request', 400);
+    }
+    assert.equal(ok(router.match('/alpha/x;v=1/..a;b')).path, '/alpha/x;v=1/..a;b', 'other parameters pass');
   });
 
   test('with one upstream, its company path still bounds what goes to it', () => {
