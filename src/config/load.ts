@@ -16,7 +16,7 @@ import { chooseEgressProxy, isOwnListener, parseProxyUrl, readProxyEnvironment, 
 import type { ExplicitEgress, OwnListener, ProxyEnvironment } from '../lib/egress-proxy.js';
 import { ConfigError } from '../lib/errors.js';
 import { isLoopbackHost } from '../lib/loopback.js';
-import { parseExtraTokenParams } from '../token/endpoint.js';
+import { parseExtraTokenParams } from '../lib/token-params.js';
 import type { Config, EgressRoute, UpstreamConfig } from './types.js';
 import { overlappingUpstreams } from './ambiguity.js';
 import { settingProblem } from './formats.js';

@@ -13,6 +13,7 @@ import type { Clock } from '../lib/clock.js';
 import { ConfigError, TokenEndpointError } from '../lib/errors.js';
 import { isLoopbackHost } from '../lib/loopback.js';
 import { trustedSecureContext } from '../lib/tls-trust.js';
+import { RESERVED_TOKEN_PARAMS } from '../lib/token-params.js';
 import { urlForLog } from '../lib/logger.js';
 import type { Logger } from '../lib/logger.js';
 import type { ClientAuth, Token } from './token.js';
@@ -22,31 +23,6 @@ import { transportErrorCode, transportFailure } from './transport-error.js';
 
 /** Default cap on a token response body, in bytes. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
-
-/**
- * Token request parameters the sidecar sets itself: extra parameters may not name them (`scope`
- * has its own option). Compared case-sensitively, as OAuth parameter names are.
- */
-export const RESERVED_TOKEN_PARAMS: ReadonlySet<string> = new Set([
-  'grant_type', 'client_assertion', 'client_assertion_type', 'client_id', 'client_secret', 'scope',
-]);
-
-/**
- * Parses extra token request parameters written as a form query (`audience=a&resource=b`, a
- * leading `?` allowed). Returns the pairs, or throws `RangeError` saying what is wrong: an empty
- * name or a name in `RESERVED_TOKEN_PARAMS`. Never puts a value in the message. Pure.
- */
-export function parseExtraTokenParams(text: string): [string, string][] {
-  const pairs = [...new URLSearchParams(text.trim().replace(/^\?/, ''))];
-  for (const [name] of pairs) {
-    if (name === '') throw new RangeError('an extra token request parameter has no name');
-    if (RESERVED_TOKEN_PARAMS.has(name)) {
-      throw new RangeError(`the extra token request parameter "${name}" is one the sidecar sets itself ` +
-        `(${[...RESERVED_TOKEN_PARAMS].join(', ')} may not be given)`);
-    }
-  }
-  return pairs;
-}
 
 /** A token and the server's clock, as `exchangeToken` reports them. */
 export interface TokenExchange {
