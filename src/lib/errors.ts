@@ -42,6 +42,7 @@ export type ProxyStatusType =
   | 'http_response_timeout'
   | 'tls_protocol_error'
   | 'tls_certificate_error'
+  | 'tls_alert_received'
   | 'http_request_error'
   | 'http_request_denied'
   | 'http_protocol_error'
@@ -148,4 +149,27 @@ export class TokenUnavailableError extends ProxyError {
     });
     this.retryAfterSeconds = Math.max(1, Math.ceil(options.retryAfterSeconds ?? 5));
   }
+}
+
+/**
+ * A word from outside (a server's error code or token type, a JWK's `kty`) reduced to harmless
+ * characters (`A-Z a-z 0-9 _ . : -`) and at most `max` of them, for a message. Pure.
+ */
+export function safeWord(value: unknown, max = 32): string {
+  return String(value).replace(/[^A-Za-z0-9_.:-]/g, '').slice(0, max);
+}
+
+/**
+ * The `code` of an error (e.g. `ECONNREFUSED`, `ERR_OSSL_...`), or of the first error in its
+ * `cause` chain that has one; `undefined` when none has. Node's codes never contain input. Pure.
+ */
+export function errorCode(error: unknown): string | undefined {
+  for (let current = error, depth = 0; typeof current === 'object' && current !== null && depth < 8; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    const cause = (current as { cause?: unknown }).cause;
+    if (cause === current) return undefined;
+    current = cause;
+  }
+  return undefined;
 }

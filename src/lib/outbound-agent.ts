@@ -18,6 +18,7 @@ import type { AgentConnectOpts } from 'agent-base';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import { redactProxyUrl } from './egress-proxy.js';
 import { setIdleTimeout } from './keep-alive-hint.js';
+import { EGRESS_PROXY_ERROR } from './network-errors.js';
 import type { TlsContextProvider } from './tls-source.js';
 
 /**
@@ -28,9 +29,6 @@ import type { TlsContextProvider } from './tls-source.js';
  * request in flight.
  */
 export const IDLE_CONNECTION_TIMEOUT_MS = 4000;
-
-/** The `code` of every error about the egress proxy itself (unreachable, refusing the tunnel). */
-export const EGRESS_PROXY_ERROR = 'ERR_EGRESS_PROXY';
 
 /** Options of `createOutboundAgent`. */
 export interface OutboundAgentOptions {

@@ -8,7 +8,8 @@ import { STATUS_CODES } from 'node:http';
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../lib/logger.js';
-import { ProxyError, TokenEndpointError, TokenUnavailableError } from '../lib/errors.js';
+import { errorCode, ProxyError, TokenEndpointError, TokenUnavailableError } from '../lib/errors.js';
+import { classifyNetworkError } from '../lib/network-errors.js';
 import type { ProxyStatusType } from '../lib/errors.js';
 import { VIA_PSEUDONYM } from './header-rules.js';
 
@@ -42,29 +43,15 @@ export function formatProxyStatus(type: ProxyStatusType, details: string): strin
   return `${VIA_PSEUDONYM}; error=${type}; details=${sfString(details)}`;
 }
 
-function errorCode(error: unknown): string | undefined {
-  if (typeof error !== 'object' || error === null) return undefined;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string') return code;
-  const cause = (error as { cause?: unknown }).cause;
-  return cause === undefined || cause === error ? undefined : errorCode(cause);
-}
-
-const TLS_CERTIFICATE_CODES: ReadonlySet<string> = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID',
-  'HOSTNAME_MISMATCH', 'INVALID_CA', 'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE',
-  'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
-]);
-
 function upstreamError(code: ProxyError['code'], status: number, proxyStatus: ProxyStatusType, message: string, cause: unknown): ProxyError {
   return new ProxyError(code, message, { status, proxyStatus, cause });
 }
 
 /**
  * Maps any failure to a `ProxyError`. A `ProxyError` is returned as is; Node socket, DNS and TLS
- * errors of the upstream call become 502/504 errors whose sentence names `upstream` and the
- * error code (never the error's own text); anything else is a 500 `internal_error`.
+ * errors of the upstream call (classified by lib/network-errors.ts) become 502/504 errors whose
+ * sentence names `upstream` and the error code (never the error's own text); anything else is a
+ * 500 `internal_error`.
  */
 export function toProxyError(error: unknown, upstream?: string): ProxyError {
   if (error instanceof ProxyError) return error;
@@ -75,56 +62,48 @@ export function toProxyError(error: unknown, upstream?: string): ProxyError {
       status: 500, proxyStatus: 'proxy_internal_error', cause: error,
     });
   }
-  switch (code) {
-    case 'ECONNREFUSED':
+  const { kind, certificate } = classifyNetworkError(code, error instanceof Error ? error.message : '');
+  switch (kind) {
+    case 'refused':
       return upstreamError('upstream_refused', 502, 'connection_refused',
         `Connecting to ${who} was refused (${code}); check that it runs and that its URL and port are right.`, error);
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-    case 'EHOSTDOWN':
-    case 'EADDRNOTAVAIL':
+    case 'unreachable':
       return upstreamError('upstream_refused', 502, 'destination_unavailable',
         `The host of ${who} cannot be reached (${code}); check the network path to it.`, error);
-    case 'ECONNRESET':
-    case 'EPIPE':
-    case 'ECONNABORTED':
-    case 'ERR_STREAM_PREMATURE_CLOSE':
+    case 'reset':
       return upstreamError('upstream_reset', 502, 'connection_terminated',
-        `The connection to ${who} was closed before it answered (${code}); check the upstream's health and logs.`, error);
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-    case 'EAI_FAIL':
-    case 'EAI_NONAME':
-    case 'EAI_NODATA':
+        `The connection to ${who} was closed before it answered (${code}); check the upstream's health and logs, ` +
+        'and, where it requires mTLS, that it accepts the client certificate.', error);
+    case 'dns':
       return upstreamError('upstream_dns', 502, 'dns_error',
         `The host name of ${who} could not be resolved (${code}); check the upstream URL and the DNS.`, error);
-    case 'ETIMEDOUT':
-    case 'ESOCKETTIMEDOUT':
-    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'timeout':
       return upstreamError('upstream_timeout', 504, 'connection_timeout',
         `Connecting to ${who} timed out (${code}); check that it runs and is reachable.`, error);
-    case 'UND_ERR_HEADERS_TIMEOUT':
-    case 'UND_ERR_BODY_TIMEOUT':
-    case 'ABORT_ERR':
-      return upstreamError('upstream_timeout', 504, 'http_response_timeout',
-        `${capitalise(who)} did not answer in time (${code}); raise UPSTREAM_TIMEOUT or check the upstream.`, error);
-    default:
-      break;
+    case 'tls_certificate':
+      return upstreamError('upstream_tls', 502, 'tls_certificate_error', certificate === 'expired'
+        ? `The TLS certificate of ${who} is expired or not valid yet (${code}); it must be renewed, or this machine's clock is wrong.`
+        : certificate === 'host_name'
+          ? `The TLS certificate of ${who} is not issued for the host name in its URL (${code}); use a name the certificate names.`
+          : `The TLS certificate of ${who} could not be verified (${code}); set the upstream's CA file to the CA that signed it.`, error);
+    case 'client_certificate':
+      return upstreamError('upstream_tls', 502, 'tls_alert_received',
+        `${capitalise(who)} refused the TLS handshake for want of an acceptable client certificate (${code}); ` +
+        "it requires mTLS: configure a client certificate it trusts for this upstream, and check that it has not expired.", error);
+    case 'egress_proxy':
+      return upstreamError('upstream_refused', 502, 'destination_unavailable',
+        `The egress proxy on the way to ${who} could not be reached or refused the tunnel (${code}); ` +
+        "see the sidecar's log, and check HTTPS_PROXY / NO_PROXY or the upstream's egressProxy.", error);
+    case 'tls_protocol':
+      return upstreamError('upstream_tls', 502, 'tls_protocol_error',
+        `The TLS handshake with ${who} failed (${code}); check that its URL uses the right scheme and port.`, error);
+    case 'http_protocol':
+      return upstreamError('upstream_reset', 502, 'http_protocol_error',
+        `${capitalise(who)} sent a malformed HTTP response (${code}).`, error);
+    case 'other':
+      return upstreamError('upstream_reset', 502, 'connection_terminated',
+        `The exchange with ${who} failed (${code}); check the upstream's health and logs.`, error);
   }
-  if (TLS_CERTIFICATE_CODES.has(code) || code.startsWith('CERT_') || code.startsWith('ERR_TLS_CERT')) {
-    return upstreamError('upstream_tls', 502, 'tls_certificate_error',
-      `The TLS certificate of ${who} could not be verified (${code}); check the host name in its URL and set LOGICNETS_CA_FILE (caFile) to the CA that signed it.`, error);
-  }
-  if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code === 'EPROTO') {
-    return upstreamError('upstream_tls', 502, 'tls_protocol_error',
-      `The TLS handshake with ${who} failed (${code}); check that its URL uses the right scheme and port.`, error);
-  }
-  if (code.startsWith('HPE_')) {
-    return upstreamError('upstream_reset', 502, 'http_protocol_error',
-      `${capitalise(who)} sent a malformed HTTP response (${code}).`, error);
-  }
-  return upstreamError('upstream_reset', 502, 'connection_terminated',
-    `The exchange with ${who} failed (${code}); check the upstream's health and logs.`, error);
 }
 
 function capitalise(text: string): string {

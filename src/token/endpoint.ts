@@ -10,7 +10,7 @@
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Clock } from '../lib/clock.js';
-import { ConfigError, TokenEndpointError } from '../lib/errors.js';
+import { ConfigError, errorCode, TokenEndpointError } from '../lib/errors.js';
 import { isLoopbackHost } from '../lib/loopback.js';
 import { trustedSecureContext } from '../lib/tls-trust.js';
 import { RESERVED_TOKEN_PARAMS } from '../lib/token-params.js';
@@ -19,7 +19,7 @@ import type { Logger } from '../lib/logger.js';
 import type { ClientAuth, Token } from './token.js';
 import { parseHttpDate, secretParamValues, TokenResponseReader } from './response.js';
 import type { TokenAnswer } from './response.js';
-import { transportErrorCode, transportFailure } from './transport-error.js';
+import { transportFailure } from './transport-error.js';
 
 /** Default cap on a token response body, in bytes. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -282,7 +282,7 @@ export class TokenEndpointClient {
 
   /** Maps a socket, DNS or TLS error to a `TokenEndpointError` (or a stale-socket retry). */
   #transportError(error: unknown, stale: boolean): Error {
-    const code = transportErrorCode(error);
+    const code = errorCode(error) ?? 'UNKNOWN';
     if (stale && (code === 'ECONNRESET' || code === 'EPIPE')) return new StaleSocketError(code);
     return transportFailure(code, error, this.#where, this.#url.hostname);
   }

@@ -12,9 +12,9 @@ import type { FSWatcher } from 'node:fs';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { JWK } from 'jose';
-import { KeyError } from '../lib/errors.js';
+import { errorCode, KeyError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { errorCode, parsePrivateKey } from './private-key.js';
+import { parsePrivateKey } from './private-key.js';
 
 /** A key file larger than this cannot be a private key; it is refused without parsing. */
 const MAX_KEY_FILE_BYTES = 64 * 1024;
@@ -44,7 +44,7 @@ async function readKeyFile(file: string): Promise<string> {
 }
 
 function fileError(file: string, error: unknown): KeyError {
-  const code = errorCode(error);
+  const code = errorCode(error) ?? 'unreadable';
   const why = code === 'ENOENT' ? 'it does not exist'
     : code === 'EACCES' || code === 'EPERM' ? 'permission denied (check the file mode and the user the sidecar runs as)'
       : code === 'EISDIR' ? 'it is a folder, not a file'
@@ -156,14 +156,14 @@ export class KeySource {
     try {
       const watcher = watch(dir, { persistent: false }, () => this.#scheduleSettledCheck());
       watcher.on('error', (error) => {
-        this.#logger.warn({ origin: this.#origin, dir, code: errorCode(error) },
+        this.#logger.warn({ origin: this.#origin, dir, code: errorCode(error) ?? 'unreadable' },
           'stopped watching the private key folder; changes are still picked up by polling');
         watcher.close();
         if (this.#watcher === watcher) this.#watcher = undefined;
       });
       this.#watcher = watcher;
     } catch (error) {
-      this.#logger.warn({ origin: this.#origin, dir, code: errorCode(error) },
+      this.#logger.warn({ origin: this.#origin, dir, code: errorCode(error) ?? 'unreadable' },
         'cannot watch the private key folder; changes are picked up by polling only');
     }
     this.#pollTimer = setInterval(() => this.#check(false), Math.max(10, pollIntervalMs));
@@ -188,7 +188,7 @@ export class KeySource {
     const file = this.#file;
     this.#checking = this.#reload(file, force)
       .catch((error: unknown) => {
-        this.#logger.error({ origin: this.#origin, code: errorCode(error) }, 'unexpected failure while checking the private key file');
+        this.#logger.error({ origin: this.#origin, code: errorCode(error) ?? 'unreadable' }, 'unexpected failure while checking the private key file');
       })
       .finally(() => {
         this.#checking = undefined;

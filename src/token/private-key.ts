@@ -6,7 +6,7 @@
  */
 import { createPrivateKey } from 'node:crypto';
 import type { JsonWebKey, KeyObject } from 'node:crypto';
-import { KeyError } from '../lib/errors.js';
+import { errorCode, KeyError, safeWord } from '../lib/errors.js';
 
 /** Smallest RSA modulus accepted, in bits (RFC 7518 3.3). */
 export const MIN_RSA_MODULUS_BITS = 2048;
@@ -48,7 +48,7 @@ function parseJwk(text: string, origin: string): KeyObject {
     throw new KeyError(`the JSON in ${origin} is not a JWK (no "kty" member): ${FIX}`);
   }
   if (jwk.kty !== 'RSA') {
-    throw new KeyError(`the JWK in ${origin} has kty "${safeWord(jwk.kty)}", not "RSA": ${FIX}`);
+    throw new KeyError(`the JWK in ${origin} has kty "${safeWord(jwk.kty, 12)}", not "RSA": ${FIX}`);
   }
   if (jwk.d === undefined) {
     throw new KeyError(`the JWK in ${origin} is a public key (no "d" member); the sidecar needs the private key`);
@@ -56,7 +56,7 @@ function parseJwk(text: string, origin: string): KeyObject {
   try {
     return createPrivateKey({ key: jwk as JsonWebKey, format: 'jwk' });
   } catch (error) {
-    throw new KeyError(`the JWK in ${origin} is not a usable RSA private key (${errorCode(error)}): ${FIX}`);
+    throw new KeyError(`the JWK in ${origin} is not a usable RSA private key (${errorCode(error) ?? 'unreadable'}): ${FIX}`);
   }
 }
 
@@ -84,7 +84,7 @@ function parsePem(text: string, origin: string): KeyObject {
   try {
     return createPrivateKey({ key: pem, format: 'pem' });
   } catch (error) {
-    throw new KeyError(`the PEM private key in ${origin} cannot be parsed (${errorCode(error)}); ` +
+    throw new KeyError(`the PEM private key in ${origin} cannot be parsed (${errorCode(error) ?? 'unreadable'}); ` +
       `it may be truncated or damaged: ${FIX}`);
   }
 }
@@ -100,15 +100,4 @@ function checkRsa(key: KeyObject, origin: string): KeyObject {
       "bits or more: generate a new key pair for the server user");
   }
   return key;
-}
-
-/** A short, harmless rendering of a JSON value for a message (a `kty`, never key material). */
-function safeWord(value: unknown): string {
-  return String(value).replace(/[^A-Za-z0-9_-]/g, '').slice(0, 12);
-}
-
-/** The `code` of a crypto or file system error (their codes never contain input), else `unreadable`. */
-export function errorCode(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : 'unreadable';
 }

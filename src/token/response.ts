@@ -12,7 +12,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { decodeJwt } from 'jose';
 import type { Clock } from '../lib/clock.js';
-import { TokenEndpointError } from '../lib/errors.js';
+import { safeWord, TokenEndpointError } from '../lib/errors.js';
 import type { TokenEndpointFailure } from '../lib/errors.js';
 import { urlForLog } from '../lib/logger.js';
 import type { Logger } from '../lib/logger.js';
@@ -284,11 +284,6 @@ function readJwtExp(accessToken: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** A server-supplied word (an error code, a token type) reduced to harmless characters. */
-function safeWord(value: unknown, max = 32): string {
-  return String(value).replace(/[^A-Za-z0-9_.:-]/g, '').slice(0, max);
 }
 
 /** Whether `word` holds three consecutive dot-separated parts of 8 or more characters (a JWT, a JWS). */
