@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs every test file under test/ (*.test.ts) with node:test, TypeScript loaded by tsx.
 // Usage: node scripts/run-tests.mjs [--node PATH] [file filter...]
-// A plain script rather than a shell glob, so the same command works in every shell and on Node 20.
+// A plain script rather than a shell glob, so the same command works in every shell and on every supported Node.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
