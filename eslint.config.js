@@ -1,5 +1,6 @@
-// ESLint flat config: typescript-eslint's recommended rules plus the house rules (no-shadow) and the
-// layer boundaries of src/.
+// ESLint flat config: typescript-eslint's type-checked recommended rules for TypeScript (types from
+// tsconfig.json through the project service; the .mjs/.js scripts are linted untyped), the house
+// rules (no-shadow) and the layer boundaries of src/.
 //
 // Layers, lowest first; a folder may import its own files and the layers below it, never above:
 //   lib/          shared leaves (clock, errors, logger, metrics, network errors, TLS): nothing else
@@ -27,9 +28,10 @@ const boundary = (...patterns) => ({ 'no-restricted-imports': ['error', { patter
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'helm/**'] },
   js.configs.recommended,
-  ...tseslint.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
       globals: {
         process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly',
         URLSearchParams: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly',
@@ -44,11 +46,18 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
       eqeqeq: ['error', 'always'],
+      // Passing on a rejection or abort reason as it came is fine (as only-throw-error allows for throw).
+      '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingAny: true, allowThrowingUnknown: true }],
+      // node:test's test(), describe() and friends return promises the runner itself awaits.
+      '@typescript-eslint/no-floating-promises': ['error', {
+        allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] }],
+      }],
     },
   },
   {
     files: ['**/*.mjs', '**/*.js'],
-    rules: { '@typescript-eslint/consistent-type-imports': 'off' },
+    ...tseslint.configs.disableTypeChecked,
+    rules: { ...tseslint.configs.disableTypeChecked.rules, '@typescript-eslint/consistent-type-imports': 'off' },
   },
   // Layer boundaries (one block per folder: a later block replaces an earlier one's options).
   {

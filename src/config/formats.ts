@@ -270,3 +270,16 @@ for (const [name, format] of Object.entries(NUMERIC)) {
     coerce: coerceNumeric(format),
   });
 }
+
+/**
+ * A setting's value as text: a scalar as `String` gives it, a list comma-separated, anything else
+ * as JSON; `''` for none. Pure.
+ */
+export function settingText(value: unknown): string {
+  if (value === undefined || value === null) return '';
+  if (Array.isArray(value)) return value.map(settingText).join(',');
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') {
+    return String(value);
+  }
+  return JSON.stringify(value) ?? '';
+}

@@ -19,7 +19,7 @@ import { isLoopbackHost } from '../lib/loopback.js';
 import { parseExtraTokenParams } from '../lib/token-params.js';
 import type { Config, EgressRoute, UpstreamConfig } from './types.js';
 import { overlappingUpstreams } from './ambiguity.js';
-import { settingProblem } from './formats.js';
+import { settingProblem, settingText } from './formats.js';
 import type { FormatItem } from './formats.js';
 import { GLOBAL_SCHEMA, REQUIRED, UPSTREAM_KEYS, UPSTREAM_SCHEMA } from './schema.js';
 import type { GlobalKey, UpstreamKey } from './schema.js';
@@ -247,7 +247,7 @@ function loadUpstream(
     ? Object.fromEntries(Object.entries(UPSTREAM_SCHEMA).map(([k, v]) => [k, { ...v, env: undefined }]))
     : UPSTREAM_SCHEMA;
   const setting = loadSettings(schema, known, env ?? {}, label, problems);
-  const get = (key: UpstreamKey): string => String(setting(key) ?? '').trim();
+  const get = (key: UpstreamKey): string => settingText(setting(key)).trim();
 
   for (const [key, message] of Object.entries(REQUIRED)) {
     if (get(key as UpstreamKey) === '') problems.push(`${label(key)}: ${message}`);
@@ -273,7 +273,7 @@ function loadUpstream(
   const lifetime = setting('tokenDefaultLifetime') as number;
   let tokenParams: [string, string][] = [];
   try {
-    tokenParams = parseExtraTokenParams(String(setting('tokenParams') ?? ''));
+    tokenParams = parseExtraTokenParams(settingText(setting('tokenParams')));
   } catch (error) {
     problems.push(`${label('tokenParams')}: ${(error as Error).message}`);
   }

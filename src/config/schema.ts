@@ -4,7 +4,7 @@
  * validates against it; `settingsDoc()` documents it for `--help` and the README table.
  */
 // Registers the strict formats named below ('seconds', 'bytes', 'count', 'tcp-port', 'strict-boolean', ...).
-import './formats.js';
+import { settingText } from './formats.js';
 
 /** One documented setting, for `--help` and the README table (`npm run settings-table`). */
 export interface SettingDoc {
@@ -216,6 +216,6 @@ function describeDefault(key: string, value: unknown): string {
   if (key === 'adminShutdownTokenFile') return 'none: `POST /shutdown` is off';
   if (key === 'egressProxy') return 'from HTTPS_PROXY / NO_PROXY';
   if (value === '' || value === undefined) return 'none';
-  return `\`${String(value)}\``;
+  return `\`${settingText(value)}\``;
 }
 

@@ -7,12 +7,15 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
 /** An answer the token endpoint gives instead of a token: HTTP status, RFC 6749 `error` and `error_description`. */
-export class OAuthFailure {
+export class OAuthFailure extends Error {
   constructor(
     readonly status: number,
     readonly error: string,
     readonly description: string,
-  ) {}
+  ) {
+    super(description);
+    this.name = 'OAuthFailure';
+  }
 }
 
 /** An `invalid_client` answer (HTTP 401) with `description`. */

@@ -106,7 +106,8 @@ export function forwardRequestHeaders(incoming: IncomingHttpHeaders, options: Re
   if (options.xForwarded) {
     const forwardedFor = incoming['x-forwarded-for'];
     const client = options.remoteAddress ?? 'unknown';
-    outgoing['x-forwarded-for'] = forwardedFor === undefined ? client : `${forwardedFor}, ${client}`;
+    outgoing['x-forwarded-for'] = forwardedFor === undefined ? client
+      : `${Array.isArray(forwardedFor) ? forwardedFor.join(', ') : forwardedFor}, ${client}`;
     outgoing['x-forwarded-proto'] = incoming['x-forwarded-proto'] ?? 'http';
     const originalHost = incoming['x-forwarded-host'] ?? incoming.host;
     if (originalHost !== undefined) outgoing['x-forwarded-host'] = originalHost;

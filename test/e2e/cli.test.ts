@@ -76,7 +76,7 @@ test('--help lists the commands and the settings; --version prints the package v
   }
   const version = await runCliProcess(['--version'], {});
   assert.equal(version.code, 0);
-  assert.equal(version.stdout.trim(), JSON.parse(readFileSync('package.json', 'utf8')).version);
+  assert.equal(version.stdout.trim(), (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version);
 });
 
 test('--help fits 100 columns; `help` and `version` work as commands', async () => {
@@ -89,7 +89,7 @@ test('--help fits 100 columns; `help` and `version` work as commands', async () 
   assert.equal(command.stdout, help.stdout);
   const version = await runCliProcess(['version'], {});
   assert.equal(version.code, 0);
-  assert.equal(version.stdout.trim(), JSON.parse(readFileSync('package.json', 'utf8')).version);
+  assert.equal(version.stdout.trim(), (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version);
 });
 
 test('a bad setting stops with one message naming it, exit code 2 and no stack trace', async () => {
@@ -129,7 +129,7 @@ test('with ALLOW_REMOTE_CLIENTS=true a non-loopback LISTEN_HOST starts, with a w
   await waitFor(() => run.output().includes('"msg":"listening"'), 'the sidecar to listen');
   const warning = run.output().split('\n').find((line) => line.includes('LISTEN_HOST is not loopback'));
   assert.ok(warning, run.output());
-  assert.equal(JSON.parse(warning).level, 'warn');
+  assert.equal((JSON.parse(warning) as { level: string }).level, 'warn');
   const exited = new Promise((resolve) => run.child.once('exit', resolve));
   run.child.kill('SIGTERM');
   assert.equal(await exited, 0);

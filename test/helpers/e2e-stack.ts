@@ -365,7 +365,8 @@ export function agentActiveSockets(agent: http.Agent): number {
 
 /** The bearer token an `_echo` answer shows the upstream received. */
 export function echoedToken(echo: { headers?: Record<string, unknown> }): string {
-  const value = String(echo.headers?.authorization ?? '');
+  const authorization = echo.headers?.authorization;
+  const value = typeof authorization === 'string' ? authorization : '';
   const match = /^Bearer (\S+)$/.exec(value);
   if (match === null) throw new Error('the upstream received no bearer token');
   return match[1] as string;

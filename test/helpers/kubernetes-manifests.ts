@@ -110,12 +110,12 @@ export function unknownFieldProblems(manifest: Manifest): string[] {
 }
 
 const MODELS: Record<string, ModelClass> = {
-  'v1/ConfigMap': ConfigMap as unknown as ModelClass,
-  'v1/Pod': Pod as unknown as ModelClass,
-  'apps/v1/Deployment': Deployment as unknown as ModelClass,
-  'batch/v1/Job': Job as unknown as ModelClass,
-  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy as unknown as ModelClass,
-  'monitoring.coreos.com/v1/PodMonitor': PodMonitor as unknown as ModelClass,
+  'v1/ConfigMap': ConfigMap,
+  'v1/Pod': Pod,
+  'apps/v1/Deployment': Deployment,
+  'batch/v1/Job': Job,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
+  'monitoring.coreos.com/v1/PodMonitor': PodMonitor,
 };
 
 /**

@@ -47,17 +47,17 @@ export class StaticTokenSource implements CachedTokenSource {
     return this.#options.peekable === false || this.#failure !== undefined ? undefined : this.#cached;
   }
 
-  async token(signal?: AbortSignal): Promise<Token> {
+  token(signal?: AbortSignal): Promise<Token> {
     this.tokenCalls++;
-    signal?.throwIfAborted();
-    if (this.#failure !== undefined) throw this.#failure;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
     this.#cached ??= {
       accessToken: this.current,
       tokenType: 'Bearer',
       expiresAt: Date.now() + (this.#options.lifetimeMs ?? 3_600_000),
       obtainedAt: Date.now(),
     };
-    return this.#cached;
+    return Promise.resolve(this.#cached);
   }
 
   /** Answers `keep` (default: nothing kept) for a token still cached: false keeps it, as the real cache's refresh floor does. */

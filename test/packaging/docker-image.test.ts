@@ -232,10 +232,10 @@ function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEn
   return spawnSync(command, args, { cwd, env, encoding: 'utf8', timeout });
 }
 
-async function poll(what: string, limitMs: number, attempt: () => Promise<boolean>): Promise<void> {
+async function poll(what: string, limitMs: number, attempt: () => Promise<boolean> | boolean): Promise<void> {
   const giveUpAt = Date.now() + limitMs;
   for (;;) {
-    if (await attempt().catch(() => false)) return;
+    if (await Promise.resolve().then(attempt).catch(() => false)) return;
     if (Date.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -280,7 +280,7 @@ describe('the runtime tree, with production dependencies only', () => {
     }
   });
 
-  after(async () => {
+  after(() => {
     if (demo && demo.exitCode === null && demo.signalCode === null) demo.kill('SIGKILL');
     rmSync(work, { recursive: true, force: true });
   });
@@ -321,13 +321,13 @@ describe('the runtime tree, with production dependencies only', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     demo = child;
-    child.stdout!.on('data', (d: Buffer) => { output += d.toString(); });
-    child.stderr!.on('data', (d: Buffer) => { output += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
 
     // The demo prints "Sidecar: proxy http://127.0.0.1:<port>, admin http://127.0.0.1:<port>" once both listen.
     const sidecarLine = /Sidecar: proxy (http:\/\/127\.0\.0\.1:\d+), admin (http:\/\/127\.0\.0\.1:\d+)/;
-    await poll('the demo to print its proxy and admin addresses', 20_000, async () => {
+    await poll('the demo to print its proxy and admin addresses', 20_000, () => {
       if (child.exitCode !== null) throw new Error(`demo exited early (${child.exitCode}):\n${output}`);
       return sidecarLine.test(output);
     }).catch((error: Error) => assert.fail(`${error.message}\noutput so far:\n${output}`));

@@ -114,7 +114,7 @@ function coalesceTables(dst: Values, defaults: Values): Values {
   for (const [key, value] of Object.entries(defaults)) {
     if (!(key in dst)) dst[key] = structuredClone(value);
     else if (dst[key] === null) delete dst[key];
-    else if (isTable(value) && isTable(dst[key])) coalesceTables(dst[key] as Values, value);
+    else if (isTable(value) && isTable(dst[key])) coalesceTables(dst[key], value);
   }
   return dst;
 }
@@ -122,7 +122,7 @@ function coalesceTables(dst: Values, defaults: Values): Values {
 /** The values the example chart's templates see, from user values: chart defaults, then the library's under its alias. */
 function exampleValues(...userFiles: Values[]): Values {
   const values = coalesceTables(mergeUserValues(...userFiles), example.values);
-  const sub = isTable(values[alias]) ? values[alias] as Values : {};
+  const sub = isTable(values[alias]) ? values[alias] : {};
   sub.global = { ...(isTable(values.global) ? values.global : {}) };
   values[alias] = coalesceTables(sub, library.values);
   return values;

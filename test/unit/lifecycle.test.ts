@@ -76,7 +76,7 @@ test('an in-flight request finishes with 200 after shutdown; new connections are
   t.after(() => agent.destroy());
   const slow = get(port, '/slow', agent);
   await until(() => received === 1, 'the slow request arrived');
-  const done = lifecycle.shutdown([{ server, close: async () => { closedAfterCut = !server.listening; Object.assign(cleanup, { ran: true }); } }], 'test');
+  const done = lifecycle.shutdown([{ server, close: () => { closedAfterCut = !server.listening; Object.assign(cleanup, { ran: true }); return Promise.resolve(); } }], 'test');
   await until(() => !server.listening, 'the listener closed');
 
   await assert.rejects(get(port, '/new'), (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED');

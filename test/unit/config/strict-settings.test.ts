@@ -36,7 +36,7 @@ type Key = keyof typeof GLOBAL_SCHEMA | keyof typeof UPSTREAM_SCHEMA;
 const isUpstream = (key: Key): key is keyof typeof UPSTREAM_SCHEMA => Object.hasOwn(UPSTREAM_SCHEMA, key);
 const envName = (key: Key) => (isUpstream(key) ? UPSTREAM_SCHEMA[key].env : GLOBAL_SCHEMA[key].env)!;
 const valueOf = (config: Config, key: Key): unknown =>
-  (isUpstream(key) ? (config.upstreams[0] as unknown as Record<string, unknown>)[key] : config[key as keyof Config]);
+  (isUpstream(key) ? (config.upstreams[0] as unknown as Record<string, unknown>)[key] : config[key]);
 
 // [setting, text as an operator writes it, the number it means (seconds, bytes) or the words of the refusal]
 const TABLE: Array<[Key, string, number | RegExp]> = [

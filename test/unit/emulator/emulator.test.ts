@@ -277,7 +277,7 @@ for (const scheme of ['http', 'https'] as const) {
       assertOAuthError(await getToken(jwt, { client_assertion_type: 'urn:other' }), 400, 'invalid_request', /client_assertion_type/);
       assertOAuthError(await send(`${emulator.tokenUrl}?${tokenQuery(jwt)}&grant_type=client_credentials`, ca), 400, 'invalid_request', /repeated/);
       const noAssertion = new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: JWT_BEARER });
-      assertOAuthError(await send(`${emulator.tokenUrl}?${noAssertion}`, ca), 400, 'invalid_request', /client_assertion/);
+      assertOAuthError(await send(`${emulator.tokenUrl}?${noAssertion.toString()}`, ca), 400, 'invalid_request', /client_assertion/);
     });
 
     test('POST needs a form body of bounded size; other methods are refused', async () => {

@@ -46,7 +46,7 @@ describe('RequestLog', () => {
     for (let i = 0; i < 3; i++) {
       assert.deepEqual(withoutTime(fastLines[i] as string), withoutTime(slowLines[i] as string));
       // Same key order as pino, too.
-      assert.deepEqual(Object.keys(JSON.parse(fastLines[i] as string)), Object.keys(JSON.parse(slowLines[i] as string)));
+      assert.deepEqual(Object.keys(JSON.parse(fastLines[i] as string) as object), Object.keys(JSON.parse(slowLines[i] as string) as object));
     }
   });
 

@@ -96,7 +96,7 @@ describe('sendError', () => {
         }).on('error', reject);
       });
       assert.equal(early.status, 502);
-      assert.equal(JSON.parse(early.body).error, 'upstream_refused');
+      assert.equal((JSON.parse(early.body) as { error: string }).error, 'upstream_refused');
       const late = await new Promise<string>((resolve) => {
         http.get({ host: '127.0.0.1', port, path: '/late', agent: false }, (res) => {
           res.on('data', () => {});

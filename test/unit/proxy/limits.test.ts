@@ -150,7 +150,7 @@ describe('capacity', () => {
     }));
     const refused = await rawExchange(h.port, 'GET /co/x HTTP/1.1\r\nHost: x\r\n\r\n');
     assert.equal(refused.status, 503);
-    assert.equal(JSON.parse(refused.body.toString()).error, 'too_many_connections');
+    assert.equal((JSON.parse(refused.body.toString()) as { error: string }).error, 'too_many_connections');
     assert.match(refused.headers['proxy-status'] ?? '', /connection_limit_reached/);
     assert.ok(refused.headers['x-request-id']);
     assert.equal(upstream.sockets.size, 0, 'nothing was forwarded');

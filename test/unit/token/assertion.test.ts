@@ -59,7 +59,7 @@ describe('signClientAssertion', () => {
     const first = await signClientAssertion(key.privateKey, claims, clock);
     await clock.advance(90_500);
     const second = await signClientAssertion(key.privateKey, claims, clock);
-    const iat = (jwt: string) => JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString()).iat as number;
+    const iat = (jwt: string) => (JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString()) as { iat: number }).iat;
     assert.equal(iat(first), Date.UTC(2030, 0, 1) / 1000);
     assert.equal(iat(second) - iat(first), 90);
   });

@@ -252,7 +252,7 @@ describe('CachingTokenSource', () => {
     const early = await settledNow(source.token());
     assert.equal(early.state, 'rejected');
     assert.ok(early.state === 'rejected' && early.error instanceof TokenUnavailableError);
-    assert.equal((early.error as TokenUnavailableError).retryAfterSeconds, 20);
+    assert.equal((early.error).retryAfterSeconds, 20);
     await clock.advance(20 * SECOND - 1);
     assert.equal(endpoint.calls.length, 1);
     await clock.advance(1);
@@ -279,7 +279,7 @@ describe('CachingTokenSource', () => {
     const outcome = await settledNow(source.token());
     assert.equal(outcome.state, 'rejected', 'rejects at once, no hang');
     assert.ok(outcome.state === 'rejected' && outcome.error instanceof TokenUnavailableError);
-    const error = outcome.error as TokenUnavailableError;
+    const error = outcome.error;
     assert.equal(error.code, 'token_unavailable');
     assert.equal(error.status, 503);
     assert.equal(error.retryAfterSeconds, 13); // 62.5 s - 50 s

@@ -164,8 +164,9 @@ describe('hostile token endpoint answers', () => {
     const endpoint = new TokenEndpointClient({
       tokenUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`,
       method: 'POST',
-      clientAuth: async (params) => {
+      clientAuth: (params) => {
         params.set('client_assertion', 'an-assertion-standing-in-for-a-signed-one');
+        return Promise.resolve();
       },
       clock: systemClock,
       logger,

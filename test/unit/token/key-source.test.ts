@@ -112,12 +112,12 @@ describe('KeySource', () => {
   function allKeyFragments(): string[] {
     return [keyA, keyB, keyC].flatMap((k) => [
       ...secretFragments(k.pkcs8Pem), ...secretFragments(k.pkcs1Pem),
-      String(JSON.parse(k.jwkJson).d), String(JSON.parse(k.jwkJson).p),
+      ...['d', 'p'].map((name) => String((JSON.parse(k.jwkJson) as Record<string, unknown>)[name])),
     ]);
   }
 
   it('opens PKCS#1, PKCS#8 and JWK key files and an inline key', async () => {
-    for (const [name, text] of [['a.pkcs1.pem', keyA.pkcs1Pem], ['a.pkcs8.pem', keyA.pkcs8Pem], ['a.jwk.json', keyA.jwkJson]]) {
+    for (const [name, text] of [['a.pkcs1.pem', keyA.pkcs1Pem], ['a.pkcs8.pem', keyA.pkcs8Pem], ['a.jwk.json', keyA.jwkJson]] as const) {
       const sub = join(dir, `open-${name}`);
       mkdirSync(sub);
       writeFileSync(join(sub, name), text);
