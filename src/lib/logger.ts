@@ -32,20 +32,37 @@ export interface LoggerOptions {
   name?: string;
 }
 
+/** Where a logger made by `createLogger` writes, and the base fields pino's `bindings()` leaves out. */
+interface LoggerOutput {
+  readonly destination: DestinationStream;
+  readonly base: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The output of every logger `createLogger` made and of every child of one (registered through
+ * pino's public `onChild` hook), for `RequestLog`: pino has no public accessor for a logger's
+ * stream.
+ */
+const outputs = new WeakMap<Logger, LoggerOutput>();
+
 /** Builds the root logger. Child loggers inherit its redaction. */
 export function createLogger(options: LoggerOptions): Logger {
   const destination = options.destination ?? pino.destination({ dest: 1, sync: false });
-  return pino(
+  const output: LoggerOutput = { destination, base: { pid: process.pid } };
+  const logger = pino(
     {
       name: options.name ?? 'logicnets-token-proxy',
       level: options.level,
       redact: { paths: [...REDACTED_PATHS], censor: '[redacted]' },
-      base: { pid: process.pid },
+      base: { ...output.base },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: LEVEL_FIELD },
+      onChild: (child) => { outputs.set(child, output); },
     },
     destination,
   );
+  outputs.set(logger, output);
+  return logger;
 }
 
 /** Strips the query and fragment of a URL for logging (the GET token request carries the assertion there). */
@@ -71,7 +88,8 @@ export interface RequestLine {
 }
 
 /**
- * The per-request `info` line of a logger made by `createLogger` (or a child of it), written the
+ * The per-request `info` line of a logger made by `createLogger` (or a child of it), with the
+ * bindings it has when the `RequestLog` is made, written the
  * way pino would write `logger.info({requestId, method, path, status, durationMs, aborted}, msg)`
  * (same fields, order, time format and bindings) but cheaper: the line is formatted directly, and
  * the lines of one event-loop turn reach the destination in one write (issue 5: pino's generic
@@ -82,7 +100,9 @@ export interface RequestLine {
  */
 export class RequestLog {
   readonly #logger: Logger;
+  readonly #destination: DestinationStream | undefined;
   readonly #message: string;
+  readonly #bindings: string;
   readonly #prefix: string;
   readonly #suffix: string;
   #pending: string[] = [];
@@ -92,7 +112,13 @@ export class RequestLog {
 
   constructor(logger: Logger, message = 'request') {
     this.#logger = logger;
+    const output = outputs.get(logger);
+    this.#destination = output?.destination;
     this.#message = message;
+    // The logger's bindings as pino writes them after "time": its base fields, then the name and
+    // every child's bindings, in order (`bindings()` returns them redacted, without the base).
+    const bindings = JSON.stringify({ ...output?.base, ...logger.bindings() }).slice(1, -1);
+    this.#bindings = bindings === '' ? '' : `,${bindings}`;
     this.#prefix = `{"level":${JSON.stringify(LEVEL_FIELD('info').level)},"time":"`;
     this.#suffix = `,"msg":${JSON.stringify(message)}}\n`;
   }
@@ -106,9 +132,8 @@ export class RequestLog {
       this.#lastMs = now;
       this.#lastTime = new Date(now).toISOString();
     }
-    const chindings = (logger as unknown as Record<symbol, string>)[pino.symbols.chindingsSym] ?? '';
     const duration = Number.isFinite(line.durationMs) ? String(line.durationMs) : 'null';
-    this.#pending.push(`${this.#prefix}${this.#lastTime}"${chindings},"requestId":${JSON.stringify(line.requestId)}`
+    this.#pending.push(`${this.#prefix}${this.#lastTime}"${this.#bindings},"requestId":${JSON.stringify(line.requestId)}`
       + `${line.method === undefined ? '' : `,"method":${JSON.stringify(line.method)}`},"path":${JSON.stringify(line.path)}`
       + `,"status":${line.status},"durationMs":${duration}${line.aborted ? ',"aborted":true' : ''}${this.#suffix}`);
     if (!this.#scheduled) {
@@ -123,12 +148,12 @@ export class RequestLog {
     if (this.#pending.length === 0) return;
     const text = this.#pending.length === 1 ? this.#pending[0] as string : this.#pending.join('');
     this.#pending = [];
-    const stream = (this.#logger as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym];
-    if (stream === undefined) {
-      this.#logger.warn({ message: this.#message }, 'the request log has no destination stream; request lines were dropped');
+    if (this.#destination === undefined) {
+      this.#logger.warn({ message: this.#message }, 'the request log has no destination stream (the logger was not made ' +
+        'by createLogger); request lines were dropped');
       return;
     }
-    stream.write(text);
+    this.#destination.write(text);
   }
 
   readonly #flushSoon = (): void => {

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { createLogger, RequestLog } from '../../../src/lib/logger.js';
 import type { RequestLine } from '../../../src/lib/logger.js';
 
@@ -71,5 +72,21 @@ describe('RequestLog', () => {
     new RequestLog(logger).write({ requestId: 'r', method: 'GET', path: '/p', status: 200, durationMs: 1, aborted: false });
     await turn();
     assert.deepEqual(chunks, []);
+  });
+
+  test('a logger not made by createLogger: the lines are dropped with a warning, no private pino field is read', async () => {
+    const chunks: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk.toString('utf8'));
+        callback();
+      },
+    });
+    const log = new RequestLog(pino({ level: 'info' }, destination).child({ component: 'proxy' }));
+    log.write({ requestId: 'r', method: 'GET', path: '/p', status: 200, durationMs: 1, aborted: false });
+    await turn();
+    assert.equal(chunks.length, 1);
+    assert.match(chunks[0]!, /no destination stream/);
+    assert.doesNotMatch(chunks[0]!, /"requestId"/);
   });
 });
