@@ -94,12 +94,11 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     shutdownDelayMs: config.shutdownDelay * 1000,
     shutdownTimeoutMs: config.shutdownTimeout * 1000,
   });
-  lifecycle.track(proxy.server);
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {
     shuttingDown ??= (async () => {
       logger.info({ reason }, 'shutting down');
-      await lifecycle.shutdown([{ server: proxy.server, close: () => proxy.close() }], reason);
+      await lifecycle.shutdown([{ listener: proxy }], reason);
       for (const stack of stacks) stack.close();
       await admin.close();
       logger.info('stopped');

@@ -39,7 +39,9 @@ export interface ProxyServer {
   retainedBodyBytes(): { reserved: number; peak: number };
   /**
    * Stops accepting connections, closes idle keep-alive connections (and each one as its last
-   * response ends) and resolves once every connection is gone. Does not cut requests in flight
+   * response ends; responses whose head is not sent yet say `Connection: close`) and resolves once
+   * every connection is gone. The proxy is the drain's only request tracker: the lifecycle calls
+   * this and reads `inFlight()`. Does not cut requests in flight
    * (`server.closeAllConnections()` does) and does not destroy the routes' agents (their owner does).
    */
   close(): Promise<void>;

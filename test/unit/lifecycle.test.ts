@@ -5,6 +5,7 @@ import { Agent, createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { systemClock } from '../../src/lib/clock.js';
 import { Lifecycle, installSignalHandlers } from '../../src/lifecycle.js';
+import type { Drainable } from '../../src/lifecycle.js';
 import { requestText } from '../helpers/http-text.js';
 import type { TextAnswer } from '../helpers/http-text.js';
 import { ManualClock, flush } from '../helpers/manual-clock.js';
@@ -12,9 +13,38 @@ import { makeLogSink } from '../helpers/log-sink.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
+/**
+ * A plain server as the lifecycle's drain target, owning its requests the way the proxy does
+ * (src/proxy/server.ts; the proxy's side is covered end to end in test/e2e/drain.test.ts): here
+ * the lifecycle's schedule is under test.
+ */
+function drainable(server: Server): Drainable {
+  let closing = false;
+  const inFlight = new Set<ServerResponse>();
+  server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
+    inFlight.add(res);
+    if (closing) res.setHeader('connection', 'close');
+    res.once('close', () => inFlight.delete(res));
+    res.once('finish', () => { if (closing) setImmediate(() => server.closeIdleConnections()); });
+  });
+  return {
+    server,
+    inFlight: () => inFlight.size,
+    close: () => {
+      closing = true;
+      for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+    },
+  };
+}
+
 /** A real server on 127.0.0.1:0 whose handler the test swaps; always closed at the end. */
-async function startServer(t: { after(fn: () => void): void }, handler: Handler): Promise<{ server: Server; port: number }> {
+async function startServer(t: { after(fn: () => void): void }, handler: Handler): Promise<{ server: Server; port: number; listener: Drainable }> {
   const server = createServer((req, res) => handler(req, res));
+  const listener = drainable(server);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   t.after(() => {
@@ -23,7 +53,7 @@ async function startServer(t: { after(fn: () => void): void }, handler: Handler)
   });
   const address = server.address();
   assert.ok(address !== null && typeof address === 'object');
-  return { server, port: address.port };
+  return { server, port: address.port, listener };
 }
 
 type Answer = TextAnswer;
@@ -49,10 +79,10 @@ function gate(): { promise: Promise<void>; open(): void } {
 }
 
 test('draining turns true at once and a second shutdown returns the same promise', async (t) => {
-  const { server } = await startServer(t, (_req, res) => res.end('ok'));
+  const { server, listener } = await startServer(t, (_req, res) => res.end('ok'));
   const lifecycle = new Lifecycle({ clock: systemClock, logger: makeLogSink().logger, shutdownDelayMs: 0, shutdownTimeoutMs: 1000 });
   assert.equal(lifecycle.draining, false);
-  const first = lifecycle.shutdown([{ server }], 'test');
+  const first = lifecycle.shutdown([{ listener }], 'test');
   assert.equal(lifecycle.draining, true);
   assert.equal(lifecycle.shutdown([], 'again'), first);
   await first;
@@ -62,13 +92,12 @@ test('draining turns true at once and a second shutdown returns the same promise
 test('an in-flight request finishes with 200 after shutdown; new connections are refused', async (t) => {
   const release = gate();
   let received = 0;
-  const { server, port } = await startServer(t, (_req, res) => {
+  const { server, port, listener } = await startServer(t, (_req, res) => {
     received += 1;
     void release.promise.then(() => res.end('slow answer'));
   });
   const sink = makeLogSink();
   const lifecycle = new Lifecycle({ clock: systemClock, logger: sink.logger, shutdownDelayMs: 0, shutdownTimeoutMs: 10_000 });
-  lifecycle.track(server);
   let closedAfterCut = false;
   const cleanup = { cleanup: 'done' };
 
@@ -76,7 +105,7 @@ test('an in-flight request finishes with 200 after shutdown; new connections are
   t.after(() => agent.destroy());
   const slow = get(port, '/slow', agent);
   await until(() => received === 1, 'the slow request arrived');
-  const done = lifecycle.shutdown([{ server, close: () => { closedAfterCut = !server.listening; Object.assign(cleanup, { ran: true }); return Promise.resolve(); } }], 'test');
+  const done = lifecycle.shutdown([{ listener, close: () => { closedAfterCut = !server.listening; Object.assign(cleanup, { ran: true }); return Promise.resolve(); } }], 'test');
   await until(() => !server.listening, 'the listener closed');
 
   await assert.rejects(get(port, '/new'), (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED');
@@ -97,7 +126,7 @@ test('an in-flight request finishes with 200 after shutdown; new connections are
 });
 
 test('idle keep-alive connections are closed so shutdown does not wait for their timeout', { timeout: 10_000 }, async (t) => {
-  const { server, port } = await startServer(t, (_req, res) => res.end('ok'));
+  const { server, port, listener } = await startServer(t, (_req, res) => res.end('ok'));
   server.keepAliveTimeout = 60_000;
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   t.after(() => agent.destroy());
@@ -106,14 +135,14 @@ test('idle keep-alive connections are closed so shutdown does not wait for their
 
   const sink = makeLogSink();
   const lifecycle = new Lifecycle({ clock: systemClock, logger: sink.logger, shutdownDelayMs: 0, shutdownTimeoutMs: 30_000 });
-  await lifecycle.shutdown([{ server }], 'test');
+  await lifecycle.shutdown([{ listener }], 'test');
   assert.doesNotMatch(sink.text(), /cutting their connections/);
 });
 
 test('a keep-alive connection whose response ends after close is closed once idle', { timeout: 10_000 }, async (t) => {
   const release = gate();
   let received = 0;
-  const { server, port } = await startServer(t, (_req, res) => {
+  const { server, port, listener } = await startServer(t, (_req, res) => {
     received += 1;
     res.writeHead(200, { 'content-type': 'text/plain' }); // headers go out before shutdown: no Connection: close possible
     void release.promise.then(() => res.end('late'));
@@ -123,11 +152,10 @@ test('a keep-alive connection whose response ends after close is closed once idl
   t.after(() => agent.destroy());
   const sink = makeLogSink();
   const lifecycle = new Lifecycle({ clock: systemClock, logger: sink.logger, shutdownDelayMs: 0, shutdownTimeoutMs: 30_000 });
-  lifecycle.track(server);
 
   const slow = get(port, '/slow', agent);
   await until(() => received === 1, 'the request arrived');
-  const done = lifecycle.shutdown([{ server }], 'test');
+  const done = lifecycle.shutdown([{ listener }], 'test');
   await until(() => !server.listening, 'the listener closed');
   release.open();
   const answer = await slow;
@@ -139,14 +167,13 @@ test('a keep-alive connection whose response ends after close is closed once idl
 
 test('a request that outlives the shutdown timeout is cut and shutdown still resolves', async (t) => {
   let received = 0;
-  const { server, port } = await startServer(t, () => { received += 1; /* never answers */ });
+  const { server, port, listener } = await startServer(t, () => { received += 1; /* never answers */ });
   const sink = makeLogSink();
   const lifecycle = new Lifecycle({ clock: systemClock, logger: sink.logger, shutdownDelayMs: 0, shutdownTimeoutMs: 50 });
-  lifecycle.track(server);
   const hanging = get(port, '/hang');
   await until(() => received === 1, 'the request arrived');
 
-  await lifecycle.shutdown([{ server }], 'test');
+  await lifecycle.shutdown([{ listener }], 'test');
   await assert.rejects(hanging, (error: NodeJS.ErrnoException) => error.code === 'ECONNRESET');
   assert.equal(server.listening, false);
   const cut = sink.entries().find((e) => String(e.msg).includes('cutting their connections'));
@@ -158,13 +185,13 @@ test('a request that outlives the shutdown timeout is cut and shutdown still res
 
 test('the drain delay keeps serving before the listener closes (real 50 ms delay, ordering only)', async (t) => {
   const events: string[] = [];
-  const { server, port } = await startServer(t, (_req, res) => {
+  const { server, port, listener } = await startServer(t, (_req, res) => {
     events.push('request served');
     res.end('ok');
   });
   server.on('close', () => events.push('listener closed'));
   const lifecycle = new Lifecycle({ clock: systemClock, logger: makeLogSink().logger, shutdownDelayMs: 50, shutdownTimeoutMs: 1000 });
-  const done = lifecycle.shutdown([{ server }], 'test');
+  const done = lifecycle.shutdown([{ listener }], 'test');
   assert.equal(server.listening, true, 'still listening right after shutdown()');
   assert.equal((await get(port, '/during-delay')).status, 200);
   await done;
@@ -172,11 +199,11 @@ test('the drain delay keeps serving before the listener closes (real 50 ms delay
 });
 
 test('with a manual clock nothing closes until the delay has passed', async (t) => {
-  const { server, port } = await startServer(t, (_req, res) => res.end('ok'));
+  const { server, port, listener } = await startServer(t, (_req, res) => res.end('ok'));
   const clock = new ManualClock();
   const lifecycle = new Lifecycle({ clock, logger: makeLogSink().logger, shutdownDelayMs: 10_000, shutdownTimeoutMs: 5000 });
   let resolved = false;
-  const done = lifecycle.shutdown([{ server }], 'test').then(() => { resolved = true; });
+  const done = lifecycle.shutdown([{ listener }], 'test').then(() => { resolved = true; });
 
   await clock.advance(9_999);
   for (let i = 0; i < 3; i++) assert.equal((await get(port, `/r${i}`)).status, 200);
