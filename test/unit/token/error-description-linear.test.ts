@@ -30,7 +30,7 @@ test('an OAuth error answer with a long error_description does not block the eve
   const client = new TokenEndpointClient({
     tokenUrl: `http://127.0.0.1:${port}/oauth2token`,
     method: 'POST',
-    clientAuth: async (params) => { params.set('client_assertion', 'x'.repeat(40)); },
+    clientAuth: (params) => { params.set('client_assertion', 'x'.repeat(40)); return Promise.resolve(); },
     clock: new ManualClock(),
     logger: makeLogSink('trace').logger,
     timeoutMs: 5000,
