@@ -136,6 +136,7 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
     timeoutMs: upstream.tokenTimeout * 1000,
     agent: agentFor(upstream.tokenUrl, egress.token, true),
     defaultLifetimeSeconds: upstream.tokenDefaultLifetime,
+    settingNames: upstream.settingName,
   });
   const tokens = new CachingTokenSource({
     name: upstream.name,

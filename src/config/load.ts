@@ -296,6 +296,7 @@ function loadUpstream(
 
   const parsed = new URL(url);
   return {
+    settingName: label,
     name: get('name') || `${parsed.host}${parsed.pathname}`,
     url,
     clientId: get('clientId'),

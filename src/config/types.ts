@@ -23,6 +23,12 @@ export interface UpstreamConfig {
   readonly keyId: string | undefined;
   /** Token endpoint; defaults to `${url}/oauth2token`. */
   readonly tokenUrl: string;
+  /**
+   * Names one of this upstream's settings (`tokenUrl`, `caFile`, ...) as the operator wrote it, for
+   * messages: `tokenUrl (LOGICNETS_TOKEN_URL)` or `upstreams[1].tokenUrl (config file)`. Set by
+   * the loader, which knows the source; lower layers use their own words without it.
+   */
+  readonly settingName?: (key: string) => string;
   /** The assertion's `aud`; defaults to `url`. */
   readonly tokenAudience: string;
   /** `GET` (query parameters, as LogicNets documents) or `POST` (form body, RFC 6749). */

@@ -19,6 +19,8 @@ import type { Logger } from '../lib/logger.js';
 import type { ClientAuth, Token } from './token.js';
 import { parseHttpDate, secretParamValues, TokenResponseReader } from './response.js';
 import type { TokenAnswer } from './response.js';
+import { ownTerms } from './setting-names.js';
+import type { SettingNames } from './setting-names.js';
 import { transportFailure } from './transport-error.js';
 
 /** Default cap on a token response body, in bytes. */
@@ -68,6 +70,8 @@ export interface TokenEndpointOptions {
   agent?: HttpAgent;
   /** Lifetime assumed for a token with neither `expires_in` nor a JWT `exp`, in seconds. */
   defaultLifetimeSeconds: number;
+  /** Names the settings a message's hint points at (the wiring knows where each came from); the token path's own words when absent. */
+  settingNames?: SettingNames;
   /** Cap on the response body (default 1 MiB); a longer answer is abandoned. */
   maxResponseBytes?: number;
   /** `User-Agent` header (default `logicnets-token-proxy`). */
@@ -96,6 +100,7 @@ export class TokenEndpointClient {
   readonly #userAgent: string;
   readonly #agent: HttpAgent;
   readonly #reader: TokenResponseReader;
+  readonly #names: SettingNames;
   /** `host:port` for messages. */
   readonly #where: string;
   /** Origin and path, without the query, for messages and logs. */
@@ -130,9 +135,10 @@ export class TokenEndpointClient {
     const https = url.protocol === 'https:';
     this.#where = `${url.hostname}:${url.port || (https ? '443' : '80')}`;
     this.#urlForLog = urlForLog(url);
+    this.#names = options.settingNames ?? ownTerms;
     this.#reader = new TokenResponseReader({
       url, urlForLog: this.#urlForLog, where: this.#where, clock: this.#clock, logger: this.#logger,
-      defaultLifetimeMs: options.defaultLifetimeSeconds * 1000,
+      defaultLifetimeMs: options.defaultLifetimeSeconds * 1000, settingNames: this.#names,
     });
     this.#agent = options.agent ?? (https
       ? new HttpsAgent({
@@ -276,7 +282,7 @@ export class TokenEndpointClient {
   #abortError(signal: AbortSignal | undefined): unknown {
     if (signal?.aborted) return signal.reason;
     return new TokenEndpointError('token_endpoint_timeout', `the token endpoint ${this.#where} did not answer within ` +
-      `${this.#timeoutMs} ms: check that LOGICNETS_TOKEN_URL is reachable from here (proxy, firewall, DNS) ` +
+      `${this.#timeoutMs} ms: check that ${this.#names('tokenUrl')} is reachable from here (proxy, firewall, DNS) ` +
       'or raise the token request timeout', { retryable: true });
   }
 
@@ -284,12 +290,12 @@ export class TokenEndpointClient {
   #transportError(error: unknown, stale: boolean): Error {
     const code = errorCode(error) ?? 'UNKNOWN';
     if (stale && (code === 'ECONNRESET' || code === 'EPIPE')) return new StaleSocketError(code);
-    return transportFailure(code, error, this.#where, this.#url.hostname);
+    return transportFailure(code, error, this.#where, this.#url.hostname, this.#names);
   }
 
   #tooLarge(status: number): TokenEndpointError {
     return new TokenEndpointError('token_response_invalid', `the token endpoint ${this.#urlForLog} answered HTTP ` +
       `${status} with more than ${this.#maxResponseBytes} bytes, far more than a token response: is ` +
-      'LOGICNETS_TOKEN_URL the oauth2token endpoint?', { httpStatus: status, retryable: false });
+      `${this.#names('tokenUrl')} the oauth2token endpoint?`, { httpStatus: status, retryable: false });
   }
 }

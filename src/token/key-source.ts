@@ -49,7 +49,7 @@ function fileError(file: string, error: unknown): KeyError {
     : code === 'EACCES' || code === 'EPERM' ? 'permission denied (check the file mode and the user the sidecar runs as)'
       : code === 'EISDIR' ? 'it is a folder, not a file'
         : `it cannot be read (${code})`;
-  return new KeyError(`cannot read the private key file ${file}: ${why}; set LOGICNETS_PRIVATE_KEY_FILE to the key file`);
+  return new KeyError(`cannot read the private key file ${file}: ${why}`);
 }
 
 function sha256(text: string): string {

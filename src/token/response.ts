@@ -16,6 +16,8 @@ import { safeWord, TokenEndpointError } from '../lib/errors.js';
 import type { TokenEndpointFailure } from '../lib/errors.js';
 import { urlForLog } from '../lib/logger.js';
 import type { Logger } from '../lib/logger.js';
+import { ownTerms } from './setting-names.js';
+import type { SettingNames } from './setting-names.js';
 import type { Token } from './token.js';
 
 /** A complete answer of the token endpoint, as read off the wire (within the size cap). */
@@ -37,6 +39,8 @@ export interface TokenResponseReaderOptions {
   logger: Logger;
   /** Lifetime assumed for a token with neither `expires_in` nor a JWT `exp`, in ms. */
   defaultLifetimeMs: number;
+  /** Names the settings a hint points at; the token path's own words when absent. */
+  settingNames?: SettingNames;
 }
 
 /** What the reader needs to know about the request an answer belongs to. */
@@ -60,20 +64,23 @@ const PERMANENT_OAUTH_ERRORS = new Set([
   'invalid_client', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_request',
 ]);
 
-const OAUTH_HINTS: Readonly<Record<string, string>> = {
-  invalid_client: 'check the client id (LOGICNETS_CLIENT_ID, the assertion\'s sub), the issuer ' +
-    '(LOGICNETS_CLIENT_ISSUER), the audience (LOGICNETS_TOKEN_AUDIENCE) and that the private key matches ' +
-    'the public key of the server user',
-  invalid_grant: 'the server refused the assertion or the grant: check this machine\'s clock (iat/exp), ' +
-    'the audience (LOGICNETS_TOKEN_AUDIENCE) and the assertion lifetime (LOGICNETS_ASSERTION_TTL)',
-  unauthorized_client: 'the server user may not use the client credentials grant: check its authentication ' +
-    'method (Bearer Authentication with RS256 signed JWT) and its roles',
-  unsupported_grant_type: 'the server does not accept client_credentials here: is LOGICNETS_TOKEN_URL the ' +
-    'oauth2token endpoint?',
-  invalid_scope: 'check LOGICNETS_TOKEN_SCOPE (leave it unset unless the server asks for a scope)',
-  invalid_request: 'the server could not read the request: check LOGICNETS_TOKEN_METHOD (GET or POST, as the ' +
-    'server documents) and LOGICNETS_TOKEN_URL',
-};
+/** What to check for each OAuth error, naming the settings with `names`. */
+function oauthHints(names: SettingNames): Readonly<Record<string, string>> {
+  return {
+    invalid_client: `check the client id (${names('clientId')}, the assertion's sub), the issuer ` +
+      `(${names('clientIssuer')}), the audience (${names('tokenAudience')}) and that the private key matches ` +
+      'the public key of the server user',
+    invalid_grant: 'the server refused the assertion or the grant: check this machine\'s clock (iat/exp), ' +
+      `the audience (${names('tokenAudience')}) and the assertion lifetime (${names('assertionTtl')})`,
+    unauthorized_client: 'the server user may not use the client credentials grant: check its authentication ' +
+      'method (Bearer Authentication with RS256 signed JWT) and its roles',
+    unsupported_grant_type: `the server does not accept client_credentials here: is ${names('tokenUrl')} the ` +
+      'oauth2token endpoint?',
+    invalid_scope: `check ${names('tokenScope')} (leave it unset unless the server asks for a scope)`,
+    invalid_request: `the server could not read the request: check ${names('tokenMethod')} (GET or POST, as the ` +
+      `server documents) and ${names('tokenUrl')}`,
+  };
+}
 
 /** Parameters whose values are not secret; every other value is kept out of messages. */
 const PUBLIC_PARAMS = new Set(['grant_type', 'client_assertion_type', 'scope', 'client_id']);
@@ -89,8 +96,13 @@ export class TokenResponseReader {
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #defaultLifetimeMs: number;
+  readonly #hints: Readonly<Record<string, string>>;
+  readonly #tokenUrl: string;
 
   constructor(options: TokenResponseReaderOptions) {
+    const names = options.settingNames ?? ownTerms;
+    this.#hints = oauthHints(names);
+    this.#tokenUrl = names('tokenUrl');
     this.#url = options.url;
     this.#urlForLog = options.urlForLog;
     this.#where = options.where;
@@ -114,7 +126,7 @@ export class TokenResponseReader {
     if (status >= 300 && status < 400) {
       const location = redirectTarget(headers.location, this.#url);
       return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} answered HTTP ${status}, ` +
-        `a redirect to ${location}: set LOGICNETS_TOKEN_URL to the final URL (redirects are not followed)`,
+        `a redirect to ${location}: set ${this.#tokenUrl} to the final URL (redirects are not followed)`,
       { ...base, retryable: false });
     }
     if (json !== undefined && typeof json.error === 'string' && (status >= 400 || json.access_token === undefined)) {
@@ -132,15 +144,15 @@ export class TokenResponseReader {
     const contentType = String(headers['content-type'] ?? 'no content type').split(';')[0]?.trim();
     if (text.trim() === '') {
       return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} answered HTTP ${status} ` +
-        'with an empty body: is LOGICNETS_TOKEN_URL the oauth2token endpoint?', { ...base, retryable: status === 408 });
+        `with an empty body: is ${this.#tokenUrl} the oauth2token endpoint?`, { ...base, retryable: status === 408 });
     }
     if (json === undefined) {
       return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} answered HTTP ${status} ` +
-        `(${contentType}), not JSON: is LOGICNETS_TOKEN_URL the oauth2token endpoint?`, { ...base, retryable: status === 408 });
+        `(${contentType}), not JSON: is ${this.#tokenUrl} the oauth2token endpoint?`, { ...base, retryable: status === 408 });
     }
     if (status < 200 || status >= 300) {
       return fail('token_response_invalid', `the token endpoint ${this.#urlForLog} answered HTTP ${status} ` +
-        'with JSON that is not an OAuth error (no "error" member): is LOGICNETS_TOKEN_URL the oauth2token endpoint?',
+        `with JSON that is not an OAuth error (no "error" member): is ${this.#tokenUrl} the oauth2token endpoint?`,
       { ...base, retryable: status === 408 });
     }
     return this.#token(status, json, request.sentAt);
@@ -204,7 +216,7 @@ export class TokenResponseReader {
     const error = safeWord(json.error, 64);
     const description = typeof json.error_description === 'string'
       ? sanitizeDescription(json.error_description, secrets) : undefined;
-    const hint = OAUTH_HINTS[error] ?? 'see the token endpoint\'s log for details';
+    const hint = this.#hints[error] ?? 'see the token endpoint\'s log for details';
     const said = description === undefined || description === '' ? error : `${error}: "${description}"`;
     return fail('token_request_rejected',
       `the token endpoint ${this.#urlForLog} refused the token request (HTTP ${status}, ${said}): ${hint}`,

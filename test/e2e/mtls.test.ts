@@ -111,7 +111,7 @@ test('no client certificate: the server refuses, and the error says it wants one
   }
   const { code, text } = await check(envWith());
   assert.equal(code, 1);
-  assert.match(text, /FAILED +token request +the token endpoint 127\.0\.0\.1:\d+ refused the TLS handshake for want of an acceptable client certificate \(ERR_SSL_\w+\): it requires mTLS; set LOGICNETS_CLIENT_CERT_FILE/);
+  assert.match(text, /FAILED +token request +the token endpoint 127\.0\.0\.1:\d+ refused the TLS handshake for want of an acceptable client certificate \(ERR_SSL_\w+\): it requires mTLS; set clientCertFile \(LOGICNETS_CLIENT_CERT_FILE\)/);
   assert.equal(emulator.stats.tokenRequests, before_, 'no request got through the handshake');
 });
 
@@ -120,7 +120,7 @@ test('a certificate from a CA the server does not trust: the cut connection poin
   // the connection (the alert rarely arrives first): the error must still point at the certificate.
   const { code, text } = await check(envWith(rogue));
   assert.equal(code, 1);
-  assert.match(text, /FAILED +token request +.*(refused the TLS handshake for want of an acceptable client certificate|was closed before a complete answer came \(ECONNRESET\).*that it accepts the client certificate \(LOGICNETS_CLIENT_CERT_FILE\))/);
+  assert.match(text, /FAILED +token request +.*(refused the TLS handshake for want of an acceptable client certificate|was closed before a complete answer came \(ECONNRESET\).*that it accepts the client certificate set in clientCertFile \(LOGICNETS_CLIENT_CERT_FILE\))/);
 });
 
 test('a certificate that does not match its key, a missing file, or only one of the two stops start-up naming the setting', async () => {

@@ -377,7 +377,7 @@ describe('TokenEndpointClient', () => {
       fake.respond = (_r, res) => fake.json(res, 401, { error: 'invalid_client', error_description: 'unknown client' });
       const error = await expectFailure(makeClient().fetchToken(), 'token_request_rejected', {
         retryable: false, httpStatus: 401, oauthError: 'invalid_client',
-        message: /HTTP 401, invalid_client: "unknown client".*LOGICNETS_CLIENT_ID.*issuer.*audience.*private key matches/,
+        message: /HTTP 401, invalid_client: "unknown client".*the client id.*issuer.*audience.*private key matches/,
       });
       assert.equal(error.oauthErrorDescription, 'unknown client');
     });
@@ -386,8 +386,8 @@ describe('TokenEndpointClient', () => {
       fake.respond = (_r, res) => fake.json(res, 400, { error: 'invalid_grant' });
       await expectFailure(makeClient().fetchToken(), 'token_request_rejected',
         { retryable: true, oauthError: 'invalid_grant', message: /clock/ });
-      for (const [oauthError, hint] of [['unsupported_grant_type', /oauth2token endpoint/], ['invalid_scope', /LOGICNETS_TOKEN_SCOPE/],
-        ['unauthorized_client', /client credentials grant/], ['invalid_request', /LOGICNETS_TOKEN_METHOD/]] as const) {
+      for (const [oauthError, hint] of [['unsupported_grant_type', /oauth2token endpoint/], ['invalid_scope', /the token scope/],
+        ['unauthorized_client', /client credentials grant/], ['invalid_request', /the token request method/]] as const) {
         fake.respond = (_r, res) => fake.json(res, 400, { error: oauthError });
         await expectFailure(makeClient().fetchToken(), 'token_request_rejected', { retryable: false, oauthError, message: hint });
       }
@@ -409,7 +409,7 @@ describe('TokenEndpointClient', () => {
         };
         const error = await expectFailure(makeClient().fetchToken(), 'token_response_invalid', {
           httpStatus: status, retryable: false,
-          message: new RegExp(`HTTP ${status} \\(text/html\\), not JSON: is LOGICNETS_TOKEN_URL the oauth2token endpoint\\?`),
+          message: new RegExp(`HTTP ${status} \\(text/html\\), not JSON: is the token URL the oauth2token endpoint\\?`),
         });
         assert.ok(!error.message.includes('<html>'), 'the body is never quoted');
       }
@@ -530,10 +530,10 @@ describe('TokenEndpointClient', () => {
       }
     });
 
-    it('refuses an untrusted certificate and says to set LOGICNETS_CA_FILE', async () => {
+    it('refuses an untrusted certificate and says to set the CA file', async () => {
       const countBefore = secure.received.length;
       await expectFailure(makeClient({ tokenUrl: secure.url() }).fetchToken(), 'token_endpoint_tls', {
-        message: new RegExp(`127\\.0\\.0\\.1:${secure.port} is not trusted \\(.+\\).*LOGICNETS_CA_FILE`),
+        message: new RegExp(`127\\.0\\.0\\.1:${secure.port} is not trusted \\(.+\\).*set the CA file`),
       });
       assert.equal(secure.received.length, countBefore, 'nothing was sent to an untrusted server');
     });
