@@ -7,23 +7,16 @@
  */
 import { createHash, createPublicKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { watch } from 'node:fs';
-import type { FSWatcher } from 'node:fs';
-import { readFile, realpath, stat } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
 import type { JWK } from 'jose';
 import { errorCode, KeyError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { WatchedFiles } from '../lib/watched-files.js';
 import { parsePrivateKey } from './private-key.js';
 
 /** A key file larger than this cannot be a private key; it is refused without parsing. */
 const MAX_KEY_FILE_BYTES = 64 * 1024;
-
-/** Default interval of the polling fallback, in milliseconds. */
-const DEFAULT_POLL_INTERVAL_MS = 10_000;
-
-/** Quiet time after a folder event before the file is read, so a write in progress settles. */
-const WATCH_SETTLE_MS = 50;
 
 /** Reads a key file, turning file system errors into `KeyError`s that name the file. */
 async function readKeyFile(file: string): Promise<string> {
@@ -77,7 +70,6 @@ export interface KeySourceOptions {
  */
 export class KeySource {
   #key: KeyObject;
-  readonly #file: string | undefined;
   readonly #origin: string;
   readonly #logger: Logger;
   /** Hash of the content the current key came from. */
@@ -86,20 +78,14 @@ export class KeySource {
   #failedHash: string | undefined;
   /** Message of the last read failure, so a missing file is reported once, not on every poll. */
   #failedRead: string | undefined;
-  /** Identity (resolved path, inode, size, mtime) of the file at the last check. */
-  #fingerprint: string | undefined;
-  #watcher: FSWatcher | undefined;
-  #pollTimer: NodeJS.Timeout | undefined;
-  #settleTimer: NodeJS.Timeout | undefined;
-  #checking: Promise<void> | undefined;
-  #recheck = false;
+  /** Watches the key file (lib/watched-files.ts), if there is one. */
+  #watched: WatchedFiles | undefined;
   #closed = false;
   readonly #listeners = new Set<() => void>();
 
   private constructor(key: KeyObject, hash: string, options: KeySourceOptions) {
     this.#key = key;
     this.#hash = hash;
-    this.#file = options.file;
     this.#origin = options.origin;
     this.#logger = options.logger;
   }
@@ -115,8 +101,13 @@ export class KeySource {
     const text = options.file !== undefined ? await readKeyFile(options.file) : (options.inline as string);
     const source = new KeySource(parsePrivateKey(text, options.origin), sha256(text), options);
     if (options.file !== undefined) {
-      source.#fingerprint = await fingerprintOf(options.file).catch(() => undefined);
-      source.#startWatching(options.file, options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS);
+      const file = options.file;
+      source.#watched = new WatchedFiles({
+        files: [file], what: 'the private key file', logger: options.logger, pollIntervalMs: options.pollIntervalMs,
+        onChange: () => source.#reload(file),
+      });
+      await source.#watched.start();
+      options.logger.debug({ origin: options.origin, file: basename(file) }, 'watching the private key file');
     }
     return source;
   }
@@ -145,80 +136,21 @@ export class KeySource {
   /** Stops watching and polling. Idempotent. */
   close(): void {
     this.#closed = true;
-    this.#watcher?.close();
-    this.#watcher = undefined;
-    clearInterval(this.#pollTimer);
-    clearTimeout(this.#settleTimer);
+    this.#watched?.close();
   }
 
-  #startWatching(file: string, pollIntervalMs: number): void {
-    const dir = dirname(file);
-    try {
-      const watcher = watch(dir, { persistent: false }, () => this.#scheduleSettledCheck());
-      watcher.on('error', (error) => {
-        this.#logger.warn({ origin: this.#origin, dir, code: errorCode(error) ?? 'unreadable' },
-          'stopped watching the private key folder; changes are still picked up by polling');
-        watcher.close();
-        if (this.#watcher === watcher) this.#watcher = undefined;
-      });
-      this.#watcher = watcher;
-    } catch (error) {
-      this.#logger.warn({ origin: this.#origin, dir, code: errorCode(error) ?? 'unreadable' },
-        'cannot watch the private key folder; changes are picked up by polling only');
-    }
-    this.#pollTimer = setInterval(() => this.#check(false), Math.max(10, pollIntervalMs));
-    this.#pollTimer.unref();
-    this.#logger.debug({ origin: this.#origin, file: basename(file), pollIntervalMs }, 'watching the private key file');
-  }
-
-  #scheduleSettledCheck(): void {
-    if (this.#closed) return;
-    clearTimeout(this.#settleTimer);
-    this.#settleTimer = setTimeout(() => this.#check(true), WATCH_SETTLE_MS);
-    this.#settleTimer.unref();
-  }
-
-  /** Runs one check at a time; a check asked for while one runs is run once afterwards. */
-  #check(force: boolean): void {
-    if (this.#closed || this.#file === undefined) return;
-    if (this.#checking !== undefined) {
-      this.#recheck ||= force;
-      return;
-    }
-    const file = this.#file;
-    this.#checking = this.#reload(file, force)
-      .catch((error: unknown) => {
-        this.#logger.error({ origin: this.#origin, code: errorCode(error) ?? 'unreadable' }, 'unexpected failure while checking the private key file');
-      })
-      .finally(() => {
-        this.#checking = undefined;
-        if (this.#recheck) {
-          this.#recheck = false;
-          this.#check(true);
-        }
-      });
-  }
-
-  async #reload(file: string, force: boolean): Promise<void> {
-    let fingerprint: string;
-    try {
-      fingerprint = await fingerprintOf(file);
-    } catch (error) {
-      this.#reportReadFailure(fileError(file, error));
-      return;
-    }
-    if (!force && fingerprint === this.#fingerprint) return;
+  /** Reads the key file after a change; resolves whether it could be read (a broken key counts as read). */
+  async #reload(file: string): Promise<boolean> {
     let text: string;
     try {
       text = await readKeyFile(file);
     } catch (error) {
       this.#reportReadFailure(error as KeyError);
-      return;
+      return false;
     }
-    this.#fingerprint = fingerprint;
     this.#failedRead = undefined;
     const hash = sha256(text);
-    if (hash === this.#hash || hash === this.#failedHash || this.#closed) return;
+    if (hash === this.#hash || hash === this.#failedHash || this.#closed) return true;
     let key: KeyObject;
     try {
       key = parsePrivateKey(text, this.#origin);
@@ -226,7 +158,7 @@ export class KeySource {
       this.#failedHash = hash;
       this.#logger.error({ origin: this.#origin, code: 'key_invalid' },
         `the private key file changed but the new key cannot be used, so the previous key stays in use: ${(error as Error).message}`);
-      return;
+      return true;
     }
     this.#key = key;
     this.#hash = hash;
@@ -240,20 +172,14 @@ export class KeySource {
         this.#logger.error({ origin: this.#origin, err: (error as Error).name }, 'a listener for key reloads failed');
       }
     }
+    return true;
   }
 
   #reportReadFailure(error: KeyError): void {
     if (this.#failedRead === error.message) return;
     this.#failedRead = error.message;
-    this.#fingerprint = undefined;
     this.#logger.error({ origin: this.#origin, code: 'key_invalid' },
       `${error.message}; the previous key stays in use`);
   }
 }
 
-/** Identifies the file's current target: resolved path, device, inode, size and change times. */
-async function fingerprintOf(file: string): Promise<string> {
-  const target = await realpath(file);
-  const info = await stat(target, { bigint: true });
-  return `${target}|${info.dev}|${info.ino}|${info.size}|${info.mtimeNs}|${info.ctimeNs}`;
-}
