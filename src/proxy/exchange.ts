@@ -37,7 +37,7 @@ import { randomUUID } from 'node:crypto';
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../lib/clock.js';
-import { ProxyError, TokenUnavailableError } from '../lib/errors.js';
+import { errorCode, ProxyError, TokenUnavailableError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { RequestLog } from '../lib/logger.js';
 import { admit } from './admission.js';
@@ -97,12 +97,6 @@ function exchangeOf(message: object): Exchange | undefined {
 export function requestIdOf(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-}
-
-/** The `code` of a Node error, for a message (never its text). */
-function errorCodeOf(error: unknown): string {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' ? code : 'error';
 }
 
 /** A listener that ignores its event (an `'error'` listener keeps an error from being thrown). */
@@ -403,7 +397,7 @@ export class Exchange {
         // A status or header value Node will not write: the upstream's answer is malformed.
         answer.on('error', noop);
         this.#fail(new ProxyError('upstream_reset',
-          `The upstream ${(this.#target as UpstreamTarget).name} sent a response the sidecar cannot pass on (${errorCodeOf(error)}).`,
+          `The upstream ${(this.#target as UpstreamTarget).name} sent a response the sidecar cannot pass on (${errorCode(error) ?? 'error'}).`,
           { status: 502, proxyStatus: 'http_protocol_error', cause: error }));
         return;
       }

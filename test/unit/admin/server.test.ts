@@ -1,7 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { request } from 'node:http';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
@@ -53,16 +52,7 @@ function call(port: number, method: string, path: string, host = '127.0.0.1'): P
 
 /** One request with headers, optionally from a chosen local address (any of 127.0.0.0/8 works on Linux). */
 function callWith(port: number, method: string, path: string, options: { host?: string; localAddress?: string; headers?: Record<string, string> }): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: options.host ?? '127.0.0.1', port, method, path, localAddress: options.localAddress, headers: options.headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
+  return requestText({ port, method, path, ...options });
 }
 
 /** This machine's first non-loopback IPv4 address, if it has one. */

@@ -8,10 +8,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../../src/config/load.js';
-import { ConfigError } from '../../../src/lib/errors.js';
 import { makeWorkDir } from '../../helpers/e2e-stack.js';
 import { makeClientCertificate, makeTestPki } from '../../helpers/tls.js';
 import type { TestClientCertificate, TestPki } from '../../helpers/tls.js';
+import { problemsOf } from '../../helpers/config-problems.js';
 
 const dir = makeWorkDir('ltp-config-egress-');
 const keyFile = dir.write('key.pem', '-----BEGIN PRIVATE KEY-----\nnot checked here\n-----END PRIVATE KEY-----\n');
@@ -33,16 +33,6 @@ after(() => {
   pki.cleanup();
   dir.cleanup();
 });
-
-function problemsOf(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (error: unknown) {
-    if (error instanceof ConfigError) return [...error.problems];
-    throw error;
-  }
-  return assert.fail('expected a ConfigError');
-}
 
 test('HTTPS_PROXY applies to the upstream and the token endpoint, shown without credentials', () => {
   const [u] = loadConfig({ env: { ...base, HTTPS_PROXY: 'http://user:pw@proxy.corp:3128' } }).upstreams;

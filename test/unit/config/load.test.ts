@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, settingsDoc } from '../../../src/config/load.js';
-import { ConfigError } from '../../../src/lib/errors.js';
+import { problemsOf } from '../../helpers/config-problems.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ltp-config-'));
 const keyFile = join(dir, 'key.pem');
@@ -16,16 +16,6 @@ const base = {
   LOGICNETS_CLIENT_ID: '4664FD8C-9CEC-A8A2-D666-02A352A492A1',
   LOGICNETS_PRIVATE_KEY_FILE: keyFile,
 };
-
-function problemsOf(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (error: unknown) {
-    if (error instanceof ConfigError) return [...error.problems];
-    throw error;
-  }
-  return assert.fail('expected a ConfigError');
-}
 
 test('environment variables alone describe one upstream, with the documented defaults', () => {
   const config = loadConfig({ env: base });
