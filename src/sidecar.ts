@@ -87,6 +87,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
     logger,
     metrics,
     clock,
+    settingNames: config.settingName,
   });
   const lifecycle = new Lifecycle({
     clock,
@@ -129,6 +130,7 @@ export async function startSidecar(config: Config, options: SidecarOptions): Pro
       clock,
       allowRemote: config.adminAllowRemote,
       shutdownTokenFile: config.adminShutdownTokenFile,
+      settingNames: config.settingName,
     });
   } catch (error) {
     // A listener could not start (port taken, address unavailable): close what was opened.

@@ -88,7 +88,7 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
   const keys = await KeySource.open({
     file: upstream.privateKeyFile,
     inline: upstream.privateKey,
-    origin: upstream.privateKeyFile ?? 'LOGICNETS_PRIVATE_KEY',
+    origin: upstream.privateKeyFile ?? upstream.settingName?.('privateKey') ?? 'the inline private key',
     logger,
   });
   const ca = readCa(upstream);

@@ -21,6 +21,8 @@ import type { Clock } from '../lib/clock.js';
 import { ProxyError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Metrics } from '../lib/metrics.js';
+import { ownTerms } from '../lib/setting-names.js';
+import type { SettingNames } from '../lib/setting-names.js';
 import type { Token, TokenState } from '../token/token.js';
 
 /** What the admin server needs of one upstream: its name, URL and a read-only view of its token cache. */
@@ -53,7 +55,22 @@ export interface AdminServerOptions {
    * at every start and removed by `close()`. Unset: `POST /shutdown` is refused.
    */
   readonly shutdownTokenFile?: string;
+  /**
+   * Names the settings the admin server's messages point at, as the operator wrote them (the
+   * wiring knows: `adminAllowRemote (ADMIN_ALLOW_REMOTE)`); default: the admin server's own words.
+   */
+  readonly settingNames?: SettingNames<AdminSetting>;
 }
+
+/** The settings the admin server's messages point at. */
+export type AdminSetting = 'adminHost' | 'adminPort' | 'adminAllowRemote' | 'adminShutdownTokenFile';
+
+const OWN_TERMS: SettingNames<AdminSetting> = ownTerms({
+  adminHost: 'the admin host',
+  adminPort: 'the admin port',
+  adminAllowRemote: 'the admin remote-access setting',
+  adminShutdownTokenFile: 'the shutdown token file setting',
+});
 
 /** A listening admin server. `close()` stops it and drops its connections; calling it again is harmless. */
 export interface AdminServer {
@@ -106,9 +123,10 @@ function isStringArray(value: unknown): value is string[] {
  */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const log = options.logger.child({ component: 'admin' });
+  const names = options.settingNames ?? OWN_TERMS;
   let shutdownToken: Buffer | undefined;
   const server = createServer((req, res) => {
-    handle(options, shutdownToken, log, req, res).catch((error: unknown) => {
+    handle(options, names, shutdownToken, log, req, res).catch((error: unknown) => {
       log.error({ err: error }, 'the admin server failed to answer a request');
       if (!res.headersSent) sendError(req, res, 500, 'internal_error', 'The admin server failed to answer; see the sidecar log.');
       else res.destroy();
@@ -117,7 +135,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   await new Promise<void>((resolve, reject) => {
     const onError = (error: Error): void => {
       reject(new ProxyError('config_invalid',
-        `The admin server cannot listen on ${options.host}:${options.port} (${(error as NodeJS.ErrnoException).code ?? error.message}); set ADMIN_HOST and ADMIN_PORT to a free address.`,
+        `The admin server cannot listen on ${options.host}:${options.port} (${(error as NodeJS.ErrnoException).code ?? error.message}); set ${names('adminHost')} and ${names('adminPort')} to a free address.`,
         { status: 500, proxyStatus: 'proxy_configuration_error', cause: error }));
     };
     server.once('error', onError);
@@ -137,7 +155,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       await new Promise<void>((resolve) => server.close(() => resolve()));
       throw new ProxyError('config_invalid',
         `The admin server cannot write the shutdown token to ${tokenFile} (${(error as NodeJS.ErrnoException).code ?? 'error'}); ` +
-        'set ADMIN_SHUTDOWN_TOKEN_FILE to a file in a writable folder.', { status: 500, proxyStatus: 'proxy_configuration_error', cause: error });
+        `set ${names('adminShutdownTokenFile')} to a file in a writable folder.`, { status: 500, proxyStatus: 'proxy_configuration_error', cause: error });
     }
   }
   log.info({ host: options.host, port, remoteStatus: options.allowRemote === true, shutdown: tokenFile === undefined ? 'off' : 'token' }, 'admin server listening');
@@ -196,7 +214,7 @@ const ROUTES: Record<string, readonly string[]> = {
   '/shutdown': ['POST'],
 };
 
-async function handle(options: AdminServerOptions, shutdownToken: Buffer | undefined, log: Logger, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(options: AdminServerOptions, names: SettingNames<AdminSetting>, shutdownToken: Buffer | undefined, log: Logger, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
   const method = req.method ?? 'GET';
   res.setHeader('Cache-Control', 'no-store');
@@ -216,7 +234,7 @@ async function handle(options: AdminServerOptions, shutdownToken: Buffer | undef
   }
   if (!adminPathAllowed(path, req.socket.remoteAddress, options.allowRemote === true)) {
     log.warn({ remoteAddress: req.socket.remoteAddress, path }, 'refused an admin request that did not come from loopback');
-    sendError(req, res, 403, 'forbidden', `${path} answers loopback clients only (the pod's containers, kubectl port-forward); ADMIN_ALLOW_REMOTE=true opens it.`);
+    sendError(req, res, 403, 'forbidden', `${path} answers loopback clients only (the pod's containers, kubectl port-forward); ${names('adminAllowRemote')} set to true opens it.`);
     return;
   }
 
@@ -240,7 +258,7 @@ async function handle(options: AdminServerOptions, shutdownToken: Buffer | undef
       sendJson(req, res, 200, status(options));
       return;
     case '/shutdown':
-      shutdownRequest(options, shutdownToken, log, req, res);
+      shutdownRequest(options, names, shutdownToken, log, req, res);
       return;
     default:
       sendError(req, res, 404, 'not_found', `There is no admin endpoint ${JSON.stringify(path)}.`);
@@ -293,18 +311,18 @@ function bearerToken(req: IncomingMessage): string | undefined {
   return match?.[1];
 }
 
-function shutdownRequest(options: AdminServerOptions, shutdownToken: Buffer | undefined, log: Logger, req: IncomingMessage, res: ServerResponse): void {
+function shutdownRequest(options: AdminServerOptions, names: SettingNames<AdminSetting>, shutdownToken: Buffer | undefined, log: Logger, req: IncomingMessage, res: ServerResponse): void {
   const remote = req.socket.remoteAddress;
   if (shutdownToken === undefined) {
-    log.warn({ remoteAddress: remote }, 'refused a shutdown request: POST /shutdown is off (ADMIN_SHUTDOWN_TOKEN_FILE is not set)');
-    sendError(req, res, 403, 'shutdown_disabled', 'POST /shutdown is off; set ADMIN_SHUTDOWN_TOKEN_FILE to turn it on.');
+    log.warn({ remoteAddress: remote }, `refused a shutdown request: POST /shutdown is off (${names('adminShutdownTokenFile')} is not set)`);
+    sendError(req, res, 403, 'shutdown_disabled', `POST /shutdown is off; set ${names('adminShutdownTokenFile')} to turn it on.`);
     return;
   }
   const given = bearerToken(req);
   if (given === undefined || !timingSafeEqual(digest(given), shutdownToken)) {
     log.warn({ remoteAddress: remote, token: given === undefined ? 'missing' : 'wrong' }, 'refused a shutdown request without the shutdown token');
     res.setHeader('WWW-Authenticate', 'Bearer realm="logicnets-token-proxy admin"');
-    sendError(req, res, 401, 'unauthorized', 'POST /shutdown needs Authorization: Bearer <the token in ADMIN_SHUTDOWN_TOKEN_FILE>.');
+    sendError(req, res, 401, 'unauthorized', `POST /shutdown needs Authorization: Bearer <the token in the file ${names('adminShutdownTokenFile')} names>.`);
     return;
   }
   log.info({ remoteAddress: remote }, 'shutdown requested over the admin port');

@@ -113,6 +113,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 
   return {
     upstreams,
+    settingName: globalLabel,
     logLevel: g('logLevel') as LevelWithSilent,
     listenHost,
     listenPort: g('listenPort') as number,

@@ -71,6 +71,12 @@ export interface EgressRoute {
 /** The whole sidecar's configuration. */
 export interface Config {
   readonly upstreams: readonly UpstreamConfig[];
+  /**
+   * Names one of the sidecar-wide settings (`upstreamTimeout`, `adminPort`, ...) as the operator
+   * wrote it, for messages: `upstreamTimeout (UPSTREAM_TIMEOUT)` or `upstreamTimeout (config file)`.
+   * Set by the loader, which knows the source; lower layers use their own words without it.
+   */
+  readonly settingName?: (key: string) => string;
   readonly logLevel: LevelWithSilent;
   /** Proxy listener; defaults to 127.0.0.1:8080 so the sidecar is not an open proxy for the cluster. */
   readonly listenHost: string;

@@ -40,6 +40,7 @@ import type { Clock } from '../lib/clock.js';
 import { errorCode, ProxyError, TokenUnavailableError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { RequestLog } from '../lib/logger.js';
+import type { SettingNames } from '../lib/setting-names.js';
 import { admit } from './admission.js';
 import type { BodyLength } from './admission.js';
 import { sendError, toProxyError } from './error-response.js';
@@ -47,7 +48,7 @@ import { forwardRequestHeaders, forwardResponseHeaders, isLoop } from './header-
 import { CONNECT_REFUSED, LOOP_DETECTED } from './refusals.js';
 import type { RetainedBody, RetainedBodyBudget } from './retained-body.js';
 import type { Router } from './router.js';
-import type { ProxyMetrics } from './types.js';
+import type { ProxyMetrics, ProxySetting } from './types.js';
 import type { UpstreamTarget } from './upstream-target.js';
 import type { Token } from '../token/token.js';
 
@@ -75,6 +76,8 @@ export interface ExchangeContext {
   readonly budget: RetainedBodyBudget;
   readonly upstreamTimeoutMs: number;
   readonly upstreamTimeoutSeconds: number;
+  /** Names the proxy's settings in messages. */
+  readonly settingNames: SettingNames<ProxySetting>;
   readonly idleTimeoutMs: number;
   readonly maxHeaderCount: number;
   readonly xForwarded: boolean;
@@ -331,7 +334,7 @@ export class Exchange {
     if (this.#phase !== 'awaiting_answer') return;
     const name = (this.#target as UpstreamTarget).name;
     this.#fail(new ProxyError('upstream_timeout',
-      `The upstream ${name} did not answer within ${this.#ctx.upstreamTimeoutSeconds} s (UPSTREAM_TIMEOUT); raise the timeout or check the upstream.`,
+      `The upstream ${name} did not answer within ${this.#ctx.upstreamTimeoutSeconds} s; check the upstream, or raise ${this.#ctx.settingNames('upstreamTimeout')}.`,
       { status: 504, proxyStatus: 'http_response_timeout' }));
   }
 

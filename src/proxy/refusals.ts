@@ -1,6 +1,6 @@
 /**
  * What the proxy refuses on the raw socket, where no `ServerResponse` exists: `CONNECT` tunnels
- * (405), protocol upgrades (501), connections beyond `MAX_CONNECTIONS` (503), and requests Node
+ * (405), protocol upgrades (501), connections beyond the connection limit (503), and requests Node
  * could not parse (400, 408, 431). Each answer is the usual JSON with `Proxy-Status` and an
  * `X-Request-Id`, and the socket is closed after it. Also the shared `ProxyError`s for CONNECT
  * and loops, which the exchange answers like any other error.
@@ -27,10 +27,12 @@ export const LOOP_DETECTED = new ProxyError('loop_detected',
   'The request has passed through this sidecar already (its Via header names it); check that no upstream URL points back at the sidecar.',
   { status: 502, proxyStatus: 'proxy_loop_detected' });
 
-/** The answer on a connection beyond `MAX_CONNECTIONS` (503). Shared, immutable. */
-export const OVER_CAPACITY = new ProxyError('too_many_connections',
-  'The sidecar has as many client connections open as it accepts (MAX_CONNECTIONS); retry shortly.',
-  { status: 503, proxyStatus: 'connection_limit_reached' });
+/** The answer on a connection beyond the connection limit (503), naming the setting with `limitName`. */
+export function overCapacity(limitName: string): ProxyError {
+  return new ProxyError('too_many_connections',
+    `The sidecar has as many client connections open as it accepts (${limitName}); retry shortly.`,
+    { status: 503, proxyStatus: 'connection_limit_reached' });
+}
 
 /** Answers a request on its raw socket, logs its line on `log` and records it under `NO_UPSTREAM`. */
 function refuseOnSocket(req: IncomingMessage, socket: Duplex, error: ProxyError, log: Logger, metrics: ProxyMetrics): void {
@@ -51,10 +53,10 @@ export function refuseUpgrade(req: IncomingMessage, socket: Duplex, log: Logger,
   refuseOnSocket(req, socket, REFUSALS.upgrade, log, metrics);
 }
 
-/** A connection beyond `MAX_CONNECTIONS`: 503 at once, before its request is read, then closed. */
-export function refuseOverCapacity(socket: Duplex): void {
+/** A connection beyond the connection limit: `answer` (503, `overCapacity`) at once, before its request is read, then closed. */
+export function refuseOverCapacity(socket: Duplex, answer: ProxyError): void {
   socket.on('error', noop);
-  writeRawError(socket, OVER_CAPACITY, randomUUID());
+  writeRawError(socket, answer, randomUUID());
 }
 
 /**

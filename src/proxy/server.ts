@@ -25,14 +25,16 @@ import type { Duplex } from 'node:stream';
 import type { Clock } from '../lib/clock.js';
 import { REDACTED_PATHS, RequestLog } from '../lib/logger.js';
 import type { Logger } from '../lib/logger.js';
+import type { ProxyError } from '../lib/errors.js';
+import type { SettingNames } from '../lib/setting-names.js';
 import { Exchange, noop } from './exchange.js';
 import type { ExchangeContext } from './exchange.js';
-import { refuseConnect, refuseOverCapacity, refuseUnparseable, refuseUpgrade } from './refusals.js';
+import { overCapacity, refuseConnect, refuseOverCapacity, refuseUnparseable, refuseUpgrade } from './refusals.js';
 import { pathForLog } from './request-log-path.js';
 import { RetainedBodyBudget } from './retained-body.js';
 import { Router } from './router.js';
-import { NO_UPSTREAM } from './types.js';
-import type { ProxyMetrics, ProxyServer, ProxyServerOptions } from './types.js';
+import { NO_UPSTREAM, PROXY_SETTING_WORDS } from './types.js';
+import type { ProxyMetrics, ProxyServer, ProxyServerOptions, ProxySetting } from './types.js';
 import { logSharedCompanies, UpstreamTarget } from './upstream-target.js';
 
 export type { Route } from './router.js';
@@ -93,12 +95,14 @@ class TokenProxy implements ProxyServer, ExchangeContext {
   readonly budget: RetainedBodyBudget;
   readonly upstreamTimeoutMs: number;
   readonly upstreamTimeoutSeconds: number;
+  readonly settingNames: SettingNames<ProxySetting>;
   readonly idleTimeoutMs: number;
   readonly maxHeaderCount: number;
   readonly xForwarded: boolean;
   closing = false;
   readonly #requestLog: RequestLog;
   readonly #maxConnections: number;
+  readonly #overCapacity: ProxyError;
   #connections = 0;
   #inFlight = 0;
   #lastCapacityWarning = -Infinity;
@@ -110,12 +114,14 @@ class TokenProxy implements ProxyServer, ExchangeContext {
     this.metrics = options.metrics;
     this.clock = options.clock;
     this.upstreamTimeoutSeconds = config.upstreamTimeout;
+    this.settingNames = options.settingNames ?? PROXY_SETTING_WORDS;
     this.upstreamTimeoutMs = toMs(config.upstreamTimeout);
     this.idleTimeoutMs = toMs(config.idleTimeout);
     this.maxHeaderCount = config.maxHeaderCount;
     this.xForwarded = config.xForwarded;
     this.budget = new RetainedBodyBudget(config.retryBodyBudget, config.retryBodyLimit);
     this.#maxConnections = config.maxConnections;
+    this.#overCapacity = overCapacity(this.settingNames('maxConnections'));
     const targets = options.routes.map((route) => new UpstreamTarget(route, this.log));
     this.router = new Router(targets);
     logSharedCompanies(this.router, targets, this.log);
@@ -209,17 +215,17 @@ class TokenProxy implements ProxyServer, ExchangeContext {
 
   // ---- events ----------------------------------------------------------------------------------
 
-  /** Counts client connections; one beyond `MAX_CONNECTIONS` is answered 503 and closed. */
+  /** Counts client connections; one beyond the limit (`maxConnections`) is answered 503 and closed. */
   readonly #onConnection = (socket: Socket): void => {
     if (this.#connections >= this.#maxConnections) {
       (socket as ClientSocket)[OVER_CAPACITY] = true;
-      refuseOverCapacity(socket);
+      refuseOverCapacity(socket, this.#overCapacity);
       this.metrics.requestFinished(NO_UPSTREAM, 503, 0);
       const now = this.clock.now();
       if (now - this.#lastCapacityWarning >= CAPACITY_WARNING_INTERVAL_MS) {
         this.#lastCapacityWarning = now;
-        this.log.warn({ maxConnections: this.#maxConnections },
-          'refusing client connections: MAX_CONNECTIONS are open (answered 503); raise it or find the client that holds them');
+        this.log.warn({ maxConnections: this.#maxConnections }, 'refusing client connections: the limit is reached (answered 503); ' +
+          `raise ${this.settingNames('maxConnections')} or find the client that holds them`);
       }
       return;
     }

@@ -1,12 +1,15 @@
 /**
  * The proxy listener's public contract: its options, the metrics it records, the server handle
- * it returns and the metrics label of unrouted requests. Types and one constant only, so the
- * proxy's parts can share them without importing proxy/server.ts (which re-exports them).
+ * it returns, the metrics label of unrouted requests and the proxy's own words for its settings.
+ * Types and constants only, so the proxy's parts can share them without importing
+ * proxy/server.ts (which re-exports them).
  */
 import type http from 'node:http';
 import type { Clock } from '../lib/clock.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../lib/logger.js';
+import { ownTerms } from '../lib/setting-names.js';
+import type { SettingNames } from '../lib/setting-names.js';
 import type { Route } from './router.js';
 
 /** What the proxy records per request; `Metrics` (lib/metrics.ts) fits. Calls must be cheap and synchronous. */
@@ -25,7 +28,21 @@ export interface ProxyServerOptions {
   readonly metrics: ProxyMetrics;
   /** Measures request durations. */
   readonly clock: Clock;
+  /**
+   * Names the settings the proxy's messages point at, as the operator wrote them (the wiring
+   * knows: `upstreamTimeout (UPSTREAM_TIMEOUT)`); default: the proxy's own words.
+   */
+  readonly settingNames?: SettingNames<ProxySetting>;
 }
+
+/** The settings the proxy's messages (to clients and in the log) point at. */
+export type ProxySetting = 'upstreamTimeout' | 'maxConnections';
+
+/** The proxy's own words for its settings, for callers that do not know where an option came from. */
+export const PROXY_SETTING_WORDS: SettingNames<ProxySetting> = ownTerms({
+  upstreamTimeout: 'the upstream timeout',
+  maxConnections: 'the client connection limit',
+});
 
 /** A proxy listener. */
 export interface ProxyServer {

@@ -55,7 +55,7 @@ export interface KeySourceOptions {
   file?: string;
   /** The key itself (PEM or JWK JSON); never reloaded. */
   inline?: string;
-  /** Names the key in messages: the file path or the environment variable, e.g. `LOGICNETS_PRIVATE_KEY`. */
+  /** Names the key in messages: the file path, or the setting that holds it inline (e.g. `privateKey (LOGICNETS_PRIVATE_KEY)`). */
   origin: string;
   logger: Logger;
   /** Interval of the polling fallback for a key file, in ms (default 10 000). */

@@ -1,18 +1,20 @@
 /**
- * How the token path names the settings behind its options in messages. The token path describes
- * problems in its own terms ("the token URL"); the wiring, which knows whether an option came from
- * an environment variable or `upstreams[N]` in a file, passes names that point at the setting.
+ * The settings the token path's messages point at, and its own words for them. The wiring passes
+ * names that say where each came from (see `lib/setting-names.ts`).
  */
+import { ownTerms as wordsFor } from '../lib/setting-names.js';
+import type { SettingNames as NamesOf } from '../lib/setting-names.js';
 
 /** The settings the token path's messages point at. */
 export type TokenSetting =
   | 'tokenUrl' | 'tokenMethod' | 'tokenScope' | 'tokenAudience' | 'clientId' | 'clientIssuer'
   | 'assertionTtl' | 'caFile' | 'clientCertFile' | 'clientKeyFile' | 'privateKeyFile';
 
-/** Names a setting for a message. Pure. */
-export type SettingNames = (setting: TokenSetting) => string;
+/** Names a token-path setting for a message. Pure. */
+export type SettingNames = NamesOf<TokenSetting>;
 
-const OWN_TERMS: Readonly<Record<TokenSetting, string>> = {
+/** The token path's own words, for callers that do not know where an option came from. */
+export const ownTerms: SettingNames = wordsFor({
   tokenUrl: 'the token URL',
   tokenMethod: 'the token request method',
   tokenScope: 'the token scope',
@@ -24,7 +26,4 @@ const OWN_TERMS: Readonly<Record<TokenSetting, string>> = {
   clientCertFile: 'the client certificate file',
   clientKeyFile: 'the client key file',
   privateKeyFile: 'the private key file setting',
-};
-
-/** The token path's own words, for callers that do not know where an option came from. */
-export const ownTerms: SettingNames = (setting) => OWN_TERMS[setting];
+});

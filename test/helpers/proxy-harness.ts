@@ -1,7 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { UpstreamConfig } from '../../src/config/types.js';
-import type { Logger } from '../../src/lib/logger.js';
 import { createProxyServer } from '../../src/proxy/server.js';
 import type { ProxyMetrics, ProxyServer, ProxyServerOptions } from '../../src/proxy/server.js';
 import { call } from './e2e-stack.js';
@@ -62,11 +61,11 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** Starts a proxy for `routes` (each with its own keep-alive agent). */
+/** Starts a proxy for `routes` (each with its own keep-alive agent); `settingNames` as the wiring would pass them. */
 export async function startHarness(
   routes: readonly HarnessRoute[],
   config: Partial<ProxyServerOptions['config']> = {},
-  logger?: Logger,
+  settingNames?: ProxyServerOptions['settingNames'],
 ): Promise<Harness> {
   const sink = makeLogSink('trace');
   const metrics = new RecordingMetrics();
@@ -79,9 +78,10 @@ export async function startHarness(
   const proxy = createProxyServer({
     config: proxyConfig(config),
     routes: routes.map((r, i) => ({ upstream: upstreamConfig(r.name, r.url), tokens: r.tokens, agent: agents[i]!, freshAgent: freshAgents[i]! })),
-    logger: logger ?? sink.logger,
+    logger: sink.logger,
     metrics,
     clock,
+    settingNames,
   });
   const port = await proxy.listen(0, '127.0.0.1');
   return {

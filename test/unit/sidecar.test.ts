@@ -1,4 +1,5 @@
-// startSidecar wiring: a listener that cannot start leaves nothing open behind it.
+// startSidecar wiring: a listener that cannot start leaves nothing open behind it, and the
+// proxy's and admin server's messages name settings as the operator set them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -11,6 +12,7 @@ import { systemClock } from '../../src/lib/clock.js';
 import { loadConfig } from '../../src/config/load.js';
 import { startEmulator } from '../../src/emulator/emulator.js';
 import { startSidecar } from '../../src/sidecar.js';
+import { call } from '../helpers/e2e-stack.js';
 import { makeLogSink } from '../helpers/log-sink.js';
 
 function listen(server: Server, port = 0): Promise<number> {
@@ -44,7 +46,7 @@ test('a taken admin port fails start-up and closes the proxy listener and token 
     LISTEN_PORT: String(proxyPort), ADMIN_HOST: '127.0.0.1', ADMIN_PORT: String(adminPort),
   } });
   await assert.rejects(startSidecar(config, { logger: makeLogSink().logger, clock: systemClock, processMetrics: false }),
-    /EADDRINUSE|in use|cannot listen/i);
+    /cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\); set adminHost \(ADMIN_HOST\) and adminPort \(ADMIN_PORT\) to a free address/);
 
   // The proxy port is free again: the listener that had started was closed.
   const again = createServer();
@@ -54,4 +56,25 @@ test('a taken admin port fails start-up and closes the proxy listener and token 
   const before = emulator.stats.tokenRequests;
   await new Promise((resolve) => setTimeout(resolve, 100));
   assert.equal(emulator.stats.tokenRequests, before);
+});
+
+test('the proxy names the setting behind a 504 as the operator set it (the names from the loader reach the proxy)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ltp-main-'));
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const keyFile = join(dir, 'key.pem');
+  writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const emulator = await startEmulator({ clients: [{ clientId: 'C1', publicKey }] });
+  const config = loadConfig({ env: {
+    LOGICNETS_URL: emulator.url, LOGICNETS_CLIENT_ID: 'C1', LOGICNETS_PRIVATE_KEY_FILE: keyFile,
+    LISTEN_PORT: '0', ADMIN_HOST: '127.0.0.1', ADMIN_PORT: '0', UPSTREAM_TIMEOUT: '0.2',
+  } });
+  const sidecar = await startSidecar(config, { logger: makeLogSink().logger, clock: systemClock, processMetrics: false });
+  t.after(async () => {
+    await sidecar.shutdown('test');
+    await emulator.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const answer = await call(sidecar.proxyPort, `${new URL(emulator.url).pathname}/_slow?ms=5000`);
+  assert.equal(answer.status, 504);
+  assert.match(answer.json<{ message: string }>().message, /did not answer within 0\.2 s; check the upstream, or raise upstreamTimeout \(UPSTREAM_TIMEOUT\)/);
 });
