@@ -83,7 +83,7 @@ export async function runCheck(options: CheckOptions): Promise<number> {
     try {
       const jwk = stack.keys.publicJwk();
       const bits = Buffer.from(String(jwk.n), 'base64url').length * 8;
-      report({ step: 'key', status: 'ok', detail: `${prefix}RSA ${bits}-bit private key from ${upstream.privateKeyFile ?? 'LOGICNETS_PRIVATE_KEY'}; sub=${upstream.clientId} iss=${upstream.clientIssuer} aud=${upstream.tokenAudience}` });
+      report({ step: 'key', status: 'ok', detail: `${prefix}RSA ${bits}-bit private key from ${upstream.privateKeyFile ?? upstream.settingName?.('privateKey') ?? 'the inline key'}; sub=${upstream.clientId} iss=${upstream.clientIssuer} aud=${upstream.tokenAudience}` });
       report(egressStep(upstream, prefix));
       if (stack.tls.clientCertificate !== undefined) {
         report({ step: 'client cert', status: 'ok', detail: `${prefix}${stack.tls.clientCertificate} (${upstream.clientCertFile})` });
@@ -111,7 +111,7 @@ export async function runCheck(options: CheckOptions): Promise<number> {
       report({ step: 'token request', status: 'ok', detail: `${prefix}${upstream.tokenMethod} ${urlForLog(upstream.tokenUrl)} gave a Bearer token valid for ${lifetime} s${token.scope ? ` (scope "${token.scope}")` : ''}` });
 
       if (options.probe !== undefined && probeUpstream === upstream) {
-        await probe(options.probe, token, stack.agent, report, prefix);
+        await probe(options.probe, token, stack.agent, report, prefix, upstream.settingName?.('url') ?? 'the upstream URL');
       }
     } finally {
       stack.close();
@@ -142,7 +142,8 @@ function isUnder(url: string, base: string): boolean {
   }
 }
 
-async function probe(url: string, token: Token, agent: HttpAgent | HttpsAgent, report: (s: CheckStep) => void, prefix: string): Promise<void> {
+async function probe(url: string, token: Token, agent: HttpAgent | HttpsAgent, report: (s: CheckStep) => void, prefix: string,
+  upstreamUrlName: string): Promise<void> {
   let without: number;
   let withToken: number;
   try {
@@ -158,7 +159,7 @@ async function probe(url: string, token: Token, agent: HttpAgent | HttpsAgent, r
   } else if (withToken === 403) {
     report({ step: 'probe', status: 'failed', detail: `${prefix}${urlForLog(url)}: ${seen}; the token is accepted but lacks a role: add the server user to a group with the API's role` });
   } else if (withToken === 401) {
-    report({ step: 'probe', status: 'failed', detail: `${prefix}${urlForLog(url)}: ${seen}; the API refuses the token: check that LOGICNETS_URL names the same installation and company` });
+    report({ step: 'probe', status: 'failed', detail: `${prefix}${urlForLog(url)}: ${seen}; the API refuses the token: check that ${upstreamUrlName} names the same installation and company` });
   } else {
     report({ step: 'probe', status: 'failed', detail: `${prefix}${urlForLog(url)}: ${seen}` });
   }

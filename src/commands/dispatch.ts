@@ -170,9 +170,10 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = p
     case 'serve': {
       const logger = createLogger({ level: config.logLevel });
       if (!isLoopbackHost(config.listenHost)) {
-        // Only reachable with ALLOW_REMOTE_CLIENTS=true (the loader refuses it otherwise): say so at every start.
-        logger.warn({ listenHost: config.listenHost },
-          'LISTEN_HOST is not loopback (ALLOW_REMOTE_CLIENTS=true): every client that reaches it gets LogicNets credentials added to its requests');
+        // Only reachable with allowRemoteClients (the loader refuses it otherwise): say so at every start.
+        const name = config.settingName ?? ((key: string) => key);
+        logger.warn({ listenHost: config.listenHost }, `${name('listenHost')} is not loopback (${name('allowRemoteClients')} is true): ` +
+          'every client that reaches it gets LogicNets credentials added to its requests');
       }
       await serve(config, { logger, clock: systemClock });
       logger.flush();

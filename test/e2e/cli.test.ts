@@ -127,7 +127,7 @@ test('with ALLOW_REMOTE_CLIENTS=true a non-loopback LISTEN_HOST starts, with a w
   const run = startCliProcess(['serve'], { ...env, LISTEN_HOST: '0.0.0.0', ALLOW_REMOTE_CLIENTS: 'true', LISTEN_PORT: '0', ADMIN_PORT: '0', ADMIN_HOST: '127.0.0.1' });
   t.after(() => { run.child.kill('SIGKILL'); });
   await waitFor(() => run.output().includes('"msg":"listening"'), 'the sidecar to listen');
-  const warning = run.output().split('\n').find((line) => line.includes('LISTEN_HOST is not loopback'));
+  const warning = run.output().split('\n').find((line) => line.includes('listenHost (LISTEN_HOST) is not loopback (allowRemoteClients (ALLOW_REMOTE_CLIENTS) is true)'));
   assert.ok(warning, run.output());
   assert.equal((JSON.parse(warning) as { level: string }).level, 'warn');
   const exited = new Promise((resolve) => run.child.once('exit', resolve));
@@ -174,6 +174,12 @@ test('`check` walks the setup and probes the API: 403 without, 200 with the toke
     assert.match(result.stdout, new RegExp(`^ok\\s+${step}`, 'm'), `step ${step} ok`);
   }
   assert.match(result.stdout, /without token 403, with token 200/);
+});
+
+test('`check --probe` on an API that refuses the token names the upstream URL setting as it was set', async () => {
+  const result = await runCliProcess(['check', '--probe', `${emulator.url}/_status?code=401`], env);
+  assert.equal(result.code, 1);
+  assert.match(result.stdout, /^FAILED\s+probe\s+.*without token 403, with token 401; the API refuses the token: check that url \(LOGICNETS_URL\) names the same installation/m);
 });
 
 test('`check` explains a wrong client id in one line', async () => {
