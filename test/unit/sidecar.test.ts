@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../src/lib/clock.js';
 import { loadConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/load.js';
 import { startEmulator } from '../../src/emulator/emulator.js';
 import { startSidecar } from '../../src/sidecar.js';
 import { call } from '../helpers/e2e-stack.js';
@@ -22,29 +23,32 @@ function listen(server: Server, port = 0): Promise<number> {
   });
 }
 
+const dir = mkdtempSync(join(tmpdir(), 'ltp-main-'));
+const keyFile = join(dir, 'key.pem');
+const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+const emulator = await startEmulator({ clients: [{ clientId: 'C1', publicKey }] });
+test.after(async () => {
+  await emulator.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The sidecar's configuration from its environment: the emulator's upstream plus `env`. */
+function configWith(env: Record<string, string>): Config {
+  return loadConfig({ env: { LOGICNETS_URL: emulator.url, LOGICNETS_CLIENT_ID: 'C1', LOGICNETS_PRIVATE_KEY_FILE: keyFile, ADMIN_HOST: '127.0.0.1', ...env } });
+}
+
 // Regression: when the admin port was taken, the proxy listener, token caches and key watchers
 // that had already started stayed open.
 test('a taken admin port fails start-up and closes the proxy listener and token caches', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ltp-main-'));
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const keyFile = join(dir, 'key.pem');
-  writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  const emulator = await startEmulator({ clients: [{ clientId: 'C1', publicKey }] });
   const taken = createServer();
   const adminPort = await listen(taken);
   const probe = createServer();
   const proxyPort = await listen(probe);
   await new Promise((resolve) => probe.close(resolve));
-  t.after(async () => {
-    taken.close();
-    await emulator.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  t.after(() => taken.close());
 
-  const config = loadConfig({ env: {
-    LOGICNETS_URL: emulator.url, LOGICNETS_CLIENT_ID: 'C1', LOGICNETS_PRIVATE_KEY_FILE: keyFile,
-    LISTEN_PORT: String(proxyPort), ADMIN_HOST: '127.0.0.1', ADMIN_PORT: String(adminPort),
-  } });
+  const config = configWith({ LISTEN_PORT: String(proxyPort), ADMIN_PORT: String(adminPort) });
   await assert.rejects(startSidecar(config, { logger: makeLogSink().logger, clock: systemClock, processMetrics: false }),
     /cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\); set adminHost \(ADMIN_HOST\) and adminPort \(ADMIN_PORT\) to a free address/);
 
@@ -59,21 +63,9 @@ test('a taken admin port fails start-up and closes the proxy listener and token 
 });
 
 test('the proxy names the setting behind a 504 as the operator set it (the names from the loader reach the proxy)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ltp-main-'));
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const keyFile = join(dir, 'key.pem');
-  writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  const emulator = await startEmulator({ clients: [{ clientId: 'C1', publicKey }] });
-  const config = loadConfig({ env: {
-    LOGICNETS_URL: emulator.url, LOGICNETS_CLIENT_ID: 'C1', LOGICNETS_PRIVATE_KEY_FILE: keyFile,
-    LISTEN_PORT: '0', ADMIN_HOST: '127.0.0.1', ADMIN_PORT: '0', UPSTREAM_TIMEOUT: '0.2',
-  } });
+  const config = configWith({ LISTEN_PORT: '0', ADMIN_PORT: '0', UPSTREAM_TIMEOUT: '0.2' });
   const sidecar = await startSidecar(config, { logger: makeLogSink().logger, clock: systemClock, processMetrics: false });
-  t.after(async () => {
-    await sidecar.shutdown('test');
-    await emulator.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  t.after(() => sidecar.shutdown('test'));
   const answer = await call(sidecar.proxyPort, `${new URL(emulator.url).pathname}/_slow?ms=5000`);
   assert.equal(answer.status, 504);
   assert.match(answer.json<{ message: string }>().message, /did not answer within 0\.2 s; check the upstream, or raise upstreamTimeout \(UPSTREAM_TIMEOUT\)/);
