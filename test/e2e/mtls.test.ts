@@ -29,7 +29,8 @@ let rogue: TestClientCertificate;
 let emulator: Emulator;
 
 before(async () => {
-  pki = makeTestPki(['logicnets.test']);
+  // RSA keys here, the most common kind in real installations; the other tests' PKIs use EC keys (cheaper).
+  pki = makeTestPki(['logicnets.test'], 'rsa');
   roguePki = makeTestPki();
   good = makeClientCertificate(pki, 'good-client');
   other = makeClientCertificate(pki, 'other-client');
