@@ -28,3 +28,19 @@ export function makeRsaKey(modulusLength = 2048): RsaTestKey {
     publicJwk: { kty: String(jwk.kty), n: String(jwk.n), e: String(jwk.e) },
   };
 }
+
+const shared = new Map<number, RsaTestKey>();
+
+/**
+ * The `slot`-th RSA-2048 key of this test process, made on first use and the same object after.
+ * For tests that need a key, or a few different ones (slots 0, 1, 2...), but not a key that no other
+ * test in the file uses: each RSA-2048 key costs about 150 ms of CPU to make.
+ */
+export function sharedRsaKey(slot: number): RsaTestKey {
+  let key = shared.get(slot);
+  if (key === undefined) {
+    key = makeRsaKey();
+    shared.set(slot, key);
+  }
+  return key;
+}

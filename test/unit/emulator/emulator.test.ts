@@ -16,6 +16,25 @@ const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const CLIENT_ID = '4664FD8C-9CEC-A8A2-D666-02A352A492A1';
 const ISSUER_CLIENT_ID = 'client-with-issuer';
 
+/**
+ * The client keys, made once for the file and registered with each emulator below (an RSA-2048 key
+ * costs about 150 ms of CPU): `client` (a jose pair), `other` (a key no emulator knows) and `issuer`
+ * (a Node KeyObject pair).
+ */
+let clientKeys: Promise<{
+  client: Awaited<ReturnType<typeof generateKeyPair>>;
+  other: CryptoKey;
+  issuer: ReturnType<typeof generateKeyPairSync>;
+}> | undefined;
+function fileClientKeys(): NonNullable<typeof clientKeys> {
+  clientKeys ??= (async () => ({
+    client: await generateKeyPair('RS256'),
+    other: (await generateKeyPair('RS256')).privateKey,
+    issuer: generateKeyPairSync('rsa', { modulusLength: 2048 }),
+  }))();
+  return clientKeys;
+}
+
 interface Reply {
   status: number;
   headers: http.IncomingHttpHeaders;
@@ -94,12 +113,13 @@ for (const scheme of ['http', 'https'] as const) {
         pki = makeTestPki();
         ca = pki.caCertPem;
       }
-      const pair = await generateKeyPair('RS256');
+      const keys = await fileClientKeys();
+      const pair = keys.client;
       clientKey = pair.privateKey;
       clientPublicPem = await exportSPKI(pair.publicKey);
-      otherKey = (await generateKeyPair('RS256')).privateKey;
+      otherKey = keys.other;
       // A second client registered with a Node KeyObject (its private half: the emulator keeps only the public one).
-      const nodePair = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const nodePair = keys.issuer;
       issuerClientKey = nodePair.privateKey;
       emulator = await startEmulator({
         tls: pki ? { cert: pki.serverCertPem, key: pki.serverKeyPem } : undefined,
@@ -450,7 +470,7 @@ describe('LogicNets emulator lifecycle', () => {
   });
 
   test('a custom audience is what assertions must carry', async () => {
-    const { privateKey, publicKey } = await generateKeyPair('RS256');
+    const { privateKey, publicKey } = (await fileClientKeys()).client;
     const emulator = await startEmulator({ clients: [{ clientId: 'c', publicKey: await exportJWK(publicKey) }], audience: 'https://lua5.logicnets.local/logicnets' });
     try {
       const now = Math.floor(Date.now() / 1000);
@@ -465,7 +485,7 @@ describe('LogicNets emulator lifecycle', () => {
   });
 
   test('assertionType and requiredTokenParams: the typ header and extra parameters a token request must carry', async () => {
-    const { privateKey, publicKey } = await generateKeyPair('RS256');
+    const { privateKey, publicKey } = (await fileClientKeys()).client;
     const emulator = await startEmulator({
       clients: [{ clientId: 'c', publicKey: await exportJWK(publicKey) }],
       assertionType: 'client-authentication+jwt',

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { decodeProtectedHeader, jwtVerify } from 'jose';
 import { CLIENT_ASSERTION_TYPE, privateKeyJwt, signClientAssertion } from '../../../src/token/assertion.js';
 import { ManualClock } from '../../helpers/manual-clock.js';
-import { makeRsaKey } from '../../helpers/rsa-keys.js';
+import { sharedRsaKey } from '../../helpers/rsa-keys.js';
 import type { RsaTestKey } from '../../helpers/rsa-keys.js';
 
 const claims = {
@@ -16,7 +16,7 @@ const claims = {
 describe('signClientAssertion', () => {
   let key: RsaTestKey;
   before(() => {
-    key = makeRsaKey();
+    key = sharedRsaKey(0);
   });
 
   it('signs an RS256 JWT shaped like the LogicNets tutorial, verifiable with the public key', async () => {
@@ -87,7 +87,7 @@ describe('signClientAssertion', () => {
 
 describe('privateKeyJwt', () => {
   it('sets client_assertion_type and a fresh client_assertion signed with the key current at call time', async () => {
-    const [first, second] = [makeRsaKey(), makeRsaKey()];
+    const [first, second] = [sharedRsaKey(0), sharedRsaKey(1)];
     let current = first.privateKey;
     const auth = privateKeyJwt({ current: () => current }, claims, new ManualClock());
     const clock = new ManualClock();

@@ -9,7 +9,7 @@ import { KeyError } from '../../../src/lib/errors.js';
 import { KeySource } from '../../../src/token/key-source.js';
 import { parsePrivateKey } from '../../../src/token/private-key.js';
 import { makeLogSink, secretFragments } from '../../helpers/log-sink.js';
-import { makeRsaKey } from '../../helpers/rsa-keys.js';
+import { makeRsaKey, sharedRsaKey } from '../../helpers/rsa-keys.js';
 import type { RsaTestKey } from '../../helpers/rsa-keys.js';
 import { waitUntil } from '../../helpers/wait-until.js';
 
@@ -35,7 +35,7 @@ function assertKeyError(fn: () => unknown, origin: string, about: RegExp, conten
 describe('parsePrivateKey', () => {
   let key: RsaTestKey;
   before(() => {
-    key = makeRsaKey();
+    key = sharedRsaKey(0);
   });
 
   it('reads PKCS#8 PEM, PKCS#1 PEM, JWK JSON and a one-key JWK set as the same key', () => {
@@ -95,7 +95,7 @@ describe('KeySource', () => {
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'ltp-keys-'));
-    [keyA, keyB, keyC] = [makeRsaKey(), makeRsaKey(), makeRsaKey()];
+    [keyA, keyB, keyC] = [sharedRsaKey(0), sharedRsaKey(1), sharedRsaKey(2)];
   });
   after(() => {
     for (const source of sources) source.close();
