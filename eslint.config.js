@@ -26,7 +26,7 @@ const notAbove = (folders, why) => ({
 const boundary = (...patterns) => ({ 'no-restricted-imports': ['error', { patterns }] });
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'helm/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'helm/**', '.test-build/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
