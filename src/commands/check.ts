@@ -83,7 +83,7 @@ export async function runCheck(options: CheckOptions): Promise<number> {
     try {
       const jwk = stack.keys.publicJwk();
       const bits = Buffer.from(String(jwk.n), 'base64url').length * 8;
-      report({ step: 'key', status: 'ok', detail: `${prefix}RSA ${bits}-bit private key from ${upstream.privateKeyFile ?? upstream.settingName?.('privateKey') ?? 'the inline key'}; sub=${upstream.clientId} iss=${upstream.clientIssuer} aud=${upstream.tokenAudience}` });
+      report({ step: 'key', status: 'ok', detail: `${prefix}RSA ${bits}-bit private key from ${stack.keys.origin}; sub=${upstream.clientId} iss=${upstream.clientIssuer} aud=${upstream.tokenAudience}` });
       report(egressStep(upstream, prefix));
       if (stack.tls.clientCertificate !== undefined) {
         report({ step: 'client cert', status: 'ok', detail: `${prefix}${stack.tls.clientCertificate} (${upstream.clientCertFile})` });

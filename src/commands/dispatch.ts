@@ -195,7 +195,7 @@ export function reportError(error: unknown): number {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
     const err = error as NodeJS.ErrnoException & { address?: string; port?: number };
-    process.stderr.write(`logicnets-token-proxy: cannot listen on ${err.address ?? ''}:${err.port ?? ''} (${code}); check LISTEN_HOST/LISTEN_PORT and ADMIN_HOST/ADMIN_PORT\n`);
+    process.stderr.write(`logicnets-token-proxy: cannot listen on ${err.address ?? ''}:${err.port ?? ''} (${code}); check the listen and admin addresses\n`);
     return 1;
   }
   process.stderr.write(`logicnets-token-proxy: unexpected error: ${(error as Error | undefined)?.message ?? String(error)}\n`);

@@ -59,13 +59,15 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     if (!Object.hasOwn(GLOBAL_SCHEMA, key) && !Object.hasOwn(UPSTREAM_SCHEMA, key)) problems.push(`${key} (config file): is not a known setting`);
   }
   const knownGlobals = Object.fromEntries(Object.entries(fileGlobals).filter(([k]) => Object.hasOwn(GLOBAL_SCHEMA, k)));
-  const globalSetting = loadSettings(GLOBAL_SCHEMA, knownGlobals, env, sourceLabel(GLOBAL_SCHEMA, knownGlobals, env), problems);
+  const globalLabel = sourceLabel(GLOBAL_SCHEMA, knownGlobals, env);
+  const globalSetting = loadSettings(GLOBAL_SCHEMA, knownGlobals, env, globalLabel, problems);
 
   const fileUpstreamGlobals = Object.fromEntries(Object.entries(fileGlobals).filter(([k]) => Object.hasOwn(UPSTREAM_SCHEMA, k)));
   const upstreams: UpstreamConfig[] = [];
   const egress: EgressContext = {
     environment: readProxyEnvironment(env),
     listener: { host: String(globalSetting('listenHost')), port: Number(globalSetting('listenPort')), localAddresses: localAddresses() },
+    listenerName: `${globalLabel('listenHost')} and ${globalLabel('listenPort')}`,
   };
 
   if (fileUpstreams !== undefined) {
@@ -94,7 +96,6 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 
   checkUniqueAndUnambiguous(upstreams, problems);
   const g = (key: GlobalKey) => globalSetting(key);
-  const globalLabel = sourceLabel(GLOBAL_SCHEMA, knownGlobals, env);
   const headersTimeout = g('headersTimeout') as number;
   const requestTimeout = g('requestTimeout') as number;
   if (requestTimeout > 0 && requestTimeout < headersTimeout) {
@@ -221,6 +222,8 @@ function readConfigFile(file: string): Record<string, unknown> {
 interface EgressContext {
   readonly environment: ProxyEnvironment;
   readonly listener: OwnListener;
+  /** The listener's settings as the operator set them, for messages. */
+  readonly listenerName: string;
 }
 
 /** This machine's interface addresses, to recognise a proxy setting that names the sidecar itself. */
@@ -287,7 +290,7 @@ function loadUpstream(
   const clientCertFile = get('clientCertFile') || undefined;
   const clientKeyFile = get('clientKeyFile') || undefined;
   checkClientCertificateFiles(clientCertFile, clientKeyFile, label, problems);
-  const explicit = explicitEgress(get('egressProxy'), label('egressProxy'), egressContext.listener, problems);
+  const explicit = explicitEgress(get('egressProxy'), label('egressProxy'), egressContext, problems);
   if (problems.length > before || url === undefined || tokenUrl === undefined) return undefined;
   const egress = {
     api: egressRoute(url, explicit, egressContext, problems),
@@ -344,13 +347,13 @@ function checkClientCertificateFiles(certFile: string | undefined, keyFile: stri
  * URL. A URL naming the sidecar's own listener is refused: unlike HTTPS_PROXY, which may be meant
  * for the application, this setting is the sidecar's alone.
  */
-function explicitEgress(value: string, name: string, listener: OwnListener, problems: string[]): ExplicitEgress | undefined {
+function explicitEgress(value: string, name: string, context: EgressContext, problems: string[]): ExplicitEgress | undefined {
   if (value === '') return undefined;
   if (value.toLowerCase() === 'none') return { direct: true, origin: name };
   try {
     const proxy = parseProxyUrl(value);
-    if (isOwnListener(proxy, listener)) {
-      problems.push(`${name}: ${redactProxyUrl(proxy)} is this sidecar's own listener (LISTEN_HOST:LISTEN_PORT); requests would loop`);
+    if (isOwnListener(proxy, context.listener)) {
+      problems.push(`${name}: ${redactProxyUrl(proxy)} is this sidecar's own listener (${context.listenerName}); requests would loop`);
       return undefined;
     }
     return { proxy, origin: name };

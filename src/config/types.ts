@@ -4,6 +4,7 @@
  * setting written as `500ms` or `1m` arrives here as 0.5 or 60), sizes in bytes.
  */
 import type { LevelWithSilent } from 'pino';
+import type { GlobalKey } from './schema.js';
 
 /** One LogicNets installation (one company) and the server user the sidecar signs in as. */
 export interface UpstreamConfig {
@@ -76,7 +77,7 @@ export interface Config {
    * wrote it, for messages: `upstreamTimeout (UPSTREAM_TIMEOUT)` or `upstreamTimeout (config file)`.
    * Set by the loader, which knows the source; lower layers use their own words without it.
    */
-  readonly settingName?: (key: string) => string;
+  readonly settingName?: (key: GlobalKey) => string;
   readonly logLevel: LevelWithSilent;
   /** Proxy listener; defaults to 127.0.0.1:8080 so the sidecar is not an open proxy for the cluster. */
   readonly listenHost: string;

@@ -25,7 +25,7 @@ import type { Duplex } from 'node:stream';
 import type { Clock } from '../lib/clock.js';
 import { REDACTED_PATHS, RequestLog } from '../lib/logger.js';
 import type { Logger } from '../lib/logger.js';
-import type { ProxyError } from '../lib/errors.js';
+import { ProxyError } from '../lib/errors.js';
 import type { SettingNames } from '../lib/setting-names.js';
 import { Exchange, noop } from './exchange.js';
 import type { ExchangeContext } from './exchange.js';
@@ -152,7 +152,9 @@ class TokenProxy implements ProxyServer, ExchangeContext {
 
   listen(port: number, host: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      const onError = (error: Error): void => reject(error);
+      const onError = (error: NodeJS.ErrnoException): void => reject(new ProxyError('config_invalid',
+        `The proxy cannot listen on ${host}:${port} (${error.code ?? error.message}); set ${this.settingNames('listenHost')} and ` +
+        `${this.settingNames('listenPort')} to a free address.`, { status: 500, proxyStatus: 'proxy_configuration_error', cause: error }));
       this.server.once('error', onError);
       this.server.listen(port, host, () => {
         this.server.off('error', onError);

@@ -36,19 +36,24 @@ export interface ProxyServerOptions {
 }
 
 /** The settings the proxy's messages (to clients and in the log) point at. */
-export type ProxySetting = 'upstreamTimeout' | 'maxConnections';
+export type ProxySetting = 'upstreamTimeout' | 'maxConnections' | 'listenHost' | 'listenPort';
 
 /** The proxy's own words for its settings, for callers that do not know where an option came from. */
 export const PROXY_SETTING_WORDS: SettingNames<ProxySetting> = ownTerms({
   upstreamTimeout: 'the upstream timeout',
   maxConnections: 'the client connection limit',
+  listenHost: 'the listen host',
+  listenPort: 'the listen port',
 });
 
 /** A proxy listener. */
 export interface ProxyServer {
   /** The underlying server (for the lifecycle: connection tracking, `closeAllConnections`). */
   readonly server: http.Server;
-  /** Listens on `host:port` (port 0: any free port); resolves with the bound port. */
+  /**
+   * Listens on `host:port` (port 0: any free port); resolves with the bound port, or rejects with a
+   * `ProxyError` (`config_invalid`) naming the address and the settings when it cannot.
+   */
   listen(port: number, host: string): Promise<number>;
   /** Requests received whose response has not closed yet. */
   inFlight(): number;

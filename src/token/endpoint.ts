@@ -19,7 +19,7 @@ import type { Logger } from '../lib/logger.js';
 import type { ClientAuth, Token } from './token.js';
 import { parseHttpDate, secretParamValues, TokenResponseReader } from './response.js';
 import type { TokenAnswer } from './response.js';
-import { ownTerms } from './setting-names.js';
+import { TOKEN_SETTING_WORDS } from './setting-names.js';
 import type { SettingNames } from './setting-names.js';
 import { transportFailure } from './transport-error.js';
 
@@ -135,7 +135,7 @@ export class TokenEndpointClient {
     const https = url.protocol === 'https:';
     this.#where = `${url.hostname}:${url.port || (https ? '443' : '80')}`;
     this.#urlForLog = urlForLog(url);
-    this.#names = options.settingNames ?? ownTerms;
+    this.#names = options.settingNames ?? TOKEN_SETTING_WORDS;
     this.#reader = new TokenResponseReader({
       url, urlForLog: this.#urlForLog, where: this.#where, clock: this.#clock, logger: this.#logger,
       defaultLifetimeMs: options.defaultLifetimeSeconds * 1000, settingNames: this.#names,

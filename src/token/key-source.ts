@@ -83,6 +83,11 @@ export class KeySource {
   #closed = false;
   readonly #listeners = new Set<() => void>();
 
+  /** Where the key comes from, for messages: the file path or the setting that holds it inline. */
+  get origin(): string {
+    return this.#origin;
+  }
+
   private constructor(key: KeyObject, hash: string, options: KeySourceOptions) {
     this.#key = key;
     this.#hash = hash;

@@ -16,7 +16,7 @@ import { safeWord, TokenEndpointError } from '../lib/errors.js';
 import type { TokenEndpointFailure } from '../lib/errors.js';
 import { urlForLog } from '../lib/logger.js';
 import type { Logger } from '../lib/logger.js';
-import { ownTerms } from './setting-names.js';
+import { TOKEN_SETTING_WORDS } from './setting-names.js';
 import type { SettingNames } from './setting-names.js';
 import type { Token } from './token.js';
 
@@ -100,7 +100,7 @@ export class TokenResponseReader {
   readonly #tokenUrl: string;
 
   constructor(options: TokenResponseReaderOptions) {
-    const names = options.settingNames ?? ownTerms;
+    const names = options.settingNames ?? TOKEN_SETTING_WORDS;
     this.#hints = oauthHints(names);
     this.#tokenUrl = names('tokenUrl');
     this.#url = options.url;

@@ -2,7 +2,7 @@
  * The settings the token path's messages point at, and its own words for them. The wiring passes
  * names that say where each came from (see `lib/setting-names.ts`).
  */
-import { ownTerms as wordsFor } from '../lib/setting-names.js';
+import { ownTerms } from '../lib/setting-names.js';
 import type { SettingNames as NamesOf } from '../lib/setting-names.js';
 
 /** The settings the token path's messages point at. */
@@ -14,7 +14,7 @@ export type TokenSetting =
 export type SettingNames = NamesOf<TokenSetting>;
 
 /** The token path's own words, for callers that do not know where an option came from. */
-export const ownTerms: SettingNames = wordsFor({
+export const TOKEN_SETTING_WORDS: SettingNames = ownTerms({
   tokenUrl: 'the token URL',
   tokenMethod: 'the token request method',
   tokenScope: 'the token scope',

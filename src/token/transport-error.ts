@@ -6,7 +6,7 @@
  */
 import { TokenEndpointError } from '../lib/errors.js';
 import { classifyNetworkError } from '../lib/network-errors.js';
-import { ownTerms } from './setting-names.js';
+import { TOKEN_SETTING_WORDS } from './setting-names.js';
 import type { SettingNames } from './setting-names.js';
 
 /**
@@ -16,7 +16,7 @@ import type { SettingNames } from './setting-names.js';
  * token URL's host name, both for the message; `names` names the settings a hint points at. Pure.
  */
 export function transportFailure(code: string, error: unknown, where: string, hostname: string,
-  names: SettingNames = ownTerms): TokenEndpointError {
+  names: SettingNames = TOKEN_SETTING_WORDS): TokenEndpointError {
   const url = names('tokenUrl');
   const details = { retryable: true, cause: error };
   const message = error instanceof Error ? error.message : '';

@@ -70,3 +70,12 @@ test('the proxy names the setting behind a 504 as the operator set it (the names
   assert.equal(answer.status, 504);
   assert.match(answer.json<{ message: string }>().message, /did not answer within 0\.2 s; check the upstream, or raise upstreamTimeout \(UPSTREAM_TIMEOUT\)/);
 });
+
+test('a taken proxy port fails start-up with one message naming listenHost and listenPort as they were set', async (t) => {
+  const taken = createServer();
+  const port = await listen(taken);
+  t.after(() => taken.close());
+  await assert.rejects(startSidecar(configWith({ LISTEN_HOST: '127.0.0.1', LISTEN_PORT: String(port), ADMIN_PORT: '0' }),
+    { logger: makeLogSink().logger, clock: systemClock, processMetrics: false }),
+  new RegExp(`The proxy cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\); set listenHost \\(LISTEN_HOST\\) and listenPort \\(LISTEN_PORT\\) to a free address\\.$`));
+});

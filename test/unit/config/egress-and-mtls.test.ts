@@ -91,7 +91,7 @@ test('a proxy setting naming the own listener: ignored with a warning from the e
   assert.equal(u?.egress?.api.proxyUrl, undefined);
   assert.match(u?.egress?.api.warning ?? '', /^HTTPS_PROXY \(http:\/\/localhost:18080\) names this sidecar's own listener, so it is ignored/);
   const problems = problemsOf(() => loadConfig({ env: { ...base, LISTEN_HOST: '0.0.0.0', LISTEN_PORT: '18080', LOGICNETS_EGRESS_PROXY: 'http://127.0.0.1:18080' } }));
-  assert.ok(problems.some((p) => /^egressProxy \(LOGICNETS_EGRESS_PROXY\): http:\/\/127\.0\.0\.1:18080 is this sidecar's own listener/.test(p)), problems.join('\n'));
+  assert.ok(problems.some((p) => /^egressProxy \(LOGICNETS_EGRESS_PROXY\): http:\/\/127\.0\.0\.1:18080 is this sidecar's own listener \(listenHost \(LISTEN_HOST\) and listenPort \(LISTEN_PORT\)\)/.test(p)), problems.join('\n'));
 });
 
 test('client certificate files: both or neither, readable, a certificate, a key, and a matching pair', () => {

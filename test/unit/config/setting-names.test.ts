@@ -2,6 +2,7 @@
 // setting came from, names it: an environment variable, or `upstreams[N].key` in a file.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import { startAdminServer } from '../../../src/admin/server.js';
 import { loadConfig } from '../../../src/config/load.js';
 import { Metrics } from '../../../src/lib/metrics.js';
 import { transportFailure } from '../../../src/token/transport-error.js';
+import { createUpstreamStack } from '../../../src/upstream-stack.js';
 import { makeLogSink } from '../../helpers/log-sink.js';
 import { ManualClock } from '../../helpers/manual-clock.js';
 import { send, startHarness } from '../../helpers/proxy-harness.js';
@@ -54,7 +56,7 @@ describe('the proxy and the admin server, named at the edge', () => {
   const env = { LOGICNETS_URL: 'https://a.test/co', LOGICNETS_CLIENT_ID: 'a', LOGICNETS_PRIVATE_KEY_FILE: keyFile };
   const fromEnv = loadConfig({ env: { ...env, UPSTREAM_TIMEOUT: '0.2', MAX_CONNECTIONS: '1' } });
   const file = join(dir, 'globals.yaml');
-  writeFileSync(file, ['upstreamTimeout: 0.2', 'maxConnections: 1', 'url: https://a.test/co', 'clientId: a', `privateKeyFile: ${keyFile}`].join('\n'));
+  writeFileSync(file, ['upstreamTimeout: 0.2', 'maxConnections: 1', 'adminHost: 127.0.0.1', 'url: https://a.test/co', 'clientId: a', `privateKeyFile: ${keyFile}`].join('\n'));
   const fromFile = loadConfig({ env: {}, configFile: file });
   const cases = [
     { source: 'the environment', names: fromEnv.settingName, timeout: 'upstreamTimeout (UPSTREAM_TIMEOUT)', limit: 'maxConnections (MAX_CONNECTIONS)' },
@@ -92,7 +94,8 @@ describe('the proxy and the admin server, named at the edge', () => {
 
     const own = names === undefined;
     const shutdownFile = own ? 'the shutdown token file setting' : 'adminShutdownTokenFile (ADMIN_SHUTDOWN_TOKEN_FILE)';
-    const address = own ? 'the admin host and the admin port' : 'adminHost (ADMIN_HOST) and adminPort (ADMIN_PORT)';
+    const address = own ? 'the admin host and the admin port'
+      : `adminHost (${source === 'a config file' ? 'config file' : 'ADMIN_HOST'}) and adminPort (ADMIN_PORT)`;
     test(`from ${source}: the admin server names ${shutdownFile} and ${address}`, async (t) => {
       const sink = makeLogSink('info');
       const options = {
@@ -108,5 +111,22 @@ describe('the proxy and the admin server, named at the edge', () => {
       await assert.rejects(startAdminServer({ ...options, port: server.port }),
         (error: Error) => error.message.includes(`set ${address} to a free address`) || assert.fail(error.message));
     });
+  }
+});
+
+// An inline key is named by the setting that holds it, in start-up errors and in `check`'s key line.
+test('an inline private key that is not RSA is named privateKey (LOGICNETS_PRIVATE_KEY) or upstreams[0].privateKey (config file)', async () => {
+  const ecPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const keyBody = ecPem.split('\n')[1] ?? ''; // key material: never in a message
+  const file = join(dir, 'inline.json');
+  writeFileSync(file, JSON.stringify({ upstreams: [{ url: 'https://a.test/co', clientId: 'a', privateKey: ecPem }] }));
+  for (const [config, name] of [
+    [loadConfig({ env: { LOGICNETS_URL: 'https://a.test/co', LOGICNETS_CLIENT_ID: 'a', LOGICNETS_PRIVATE_KEY: ecPem } }), 'privateKey (LOGICNETS_PRIVATE_KEY)'],
+    [loadConfig({ env: {}, configFile: file }), 'upstreams[0].privateKey (config file)'],
+  ] as const) {
+    const [upstream] = config.upstreams;
+    assert.ok(upstream);
+    await assert.rejects(createUpstreamStack(upstream, { logger: makeLogSink('info').logger, clock: new ManualClock() }),
+      (error: Error) => (error.message.includes(name) && !error.message.includes(keyBody)) || assert.fail(error.message));
   }
 });

@@ -664,7 +664,7 @@ describe('streaming', () => {
   });
 
   test('a client that stops reading for longer than UPSTREAM_TIMEOUT still gets the whole download', async () => {
-    const h = await single(undefined, { upstreamTimeout: 0.2 });
+    const h = await single(undefined, { upstreamTimeout: 0.4 });
     const bytes = 64 * 1024 * 1024;
     const hash = createHash('sha256');
     let received = 0;
@@ -674,7 +674,7 @@ describe('streaming', () => {
         res.once('data', () => {
           // Stop reading: back-pressure stalls the upstream connection far longer than UPSTREAM_TIMEOUT.
           res.pause();
-          setTimeout(() => res.resume(), 1000);
+          setTimeout(() => res.resume(), 1500);
         });
         res.on('data', (chunk: Buffer) => { received += chunk.length; hash.update(chunk); });
         res.on('end', () => resolve(res.statusCode ?? 0));
