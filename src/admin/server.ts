@@ -19,6 +19,7 @@ import { isLoopbackAddress } from '../lib/loopback.js';
 import { decodeJwt } from 'jose';
 import type { Clock } from '../lib/clock.js';
 import { ProxyError } from '../lib/errors.js';
+import { cannotListen, listenOn } from '../lib/listen.js';
 import type { Logger } from '../lib/logger.js';
 import type { Metrics } from '../lib/metrics.js';
 import { ownTerms } from '../lib/setting-names.js';
@@ -132,21 +133,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       else res.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    const onError = (error: Error): void => {
-      reject(new ProxyError('config_invalid',
-        `The admin server cannot listen on ${options.host}:${options.port} (${(error as NodeJS.ErrnoException).code ?? error.message}); set ${names('adminHost')} and ${names('adminPort')} to a free address.`,
-        { status: 500, proxyStatus: 'proxy_configuration_error', cause: error }));
-    };
-    server.once('error', onError);
-    server.listen(options.port, options.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
+  const port = await listenOn(server, options.port, options.host).catch((error: unknown) => {
+    throw cannotListen('The admin server', options.host, options.port, `${names('adminHost')} and ${names('adminPort')}`, error);
   });
   server.on('error', (error) => log.error({ err: error }, 'the admin server failed'));
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : options.port;
   const tokenFile = options.shutdownTokenFile;
   if (tokenFile !== undefined) {
     try {

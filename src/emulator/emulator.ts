@@ -10,7 +10,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { listenOn } from '../lib/listen.js';
 import { systemClock } from '../lib/clock.js';
 import type { Clock } from '../lib/clock.js';
 import { EmulatorApi } from './api.js';
@@ -161,14 +161,7 @@ class LogicNetsEmulator implements Emulator {
 
   async listen(host: string, port: number): Promise<void> {
     await this.#tokenEndpoint.ready();
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    this.#port = (this.server.address() as AddressInfo).port;
+    this.#port = await listenOn(this.server, port, host);
     const scheme = this.server instanceof https.Server ? 'https' : 'http';
     const urlHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
     this.#url = `${scheme}://${urlHost}:${this.#port}/${this.#company}`;

@@ -12,4 +12,3 @@ export type SettingNames<K extends string> = (setting: K) => string;
 export function ownTerms<K extends string>(words: Readonly<Record<K, string>>): SettingNames<K> {
   return (setting) => words[setting];
 }
-

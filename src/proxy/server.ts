@@ -20,12 +20,13 @@
  */
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../lib/clock.js';
 import { REDACTED_PATHS, RequestLog } from '../lib/logger.js';
 import type { Logger } from '../lib/logger.js';
-import { ProxyError } from '../lib/errors.js';
+import type { ProxyError } from '../lib/errors.js';
+import { cannotListen, listenOn } from '../lib/listen.js';
 import type { SettingNames } from '../lib/setting-names.js';
 import { Exchange, noop } from './exchange.js';
 import type { ExchangeContext } from './exchange.js';
@@ -151,15 +152,8 @@ class TokenProxy implements ProxyServer, ExchangeContext {
   }
 
   listen(port: number, host: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const onError = (error: NodeJS.ErrnoException): void => reject(new ProxyError('config_invalid',
-        `The proxy cannot listen on ${host}:${port} (${error.code ?? error.message}); set ${this.settingNames('listenHost')} and ` +
-        `${this.settingNames('listenPort')} to a free address.`, { status: 500, proxyStatus: 'proxy_configuration_error', cause: error }));
-      this.server.once('error', onError);
-      this.server.listen(port, host, () => {
-        this.server.off('error', onError);
-        resolve((this.server.address() as AddressInfo).port);
-      });
+    return listenOn(this.server, port, host).catch((error: unknown) => {
+      throw cannotListen('The proxy', host, port, `${this.settingNames('listenHost')} and ${this.settingNames('listenPort')}`, error);
     });
   }
 
