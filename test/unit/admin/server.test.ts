@@ -11,6 +11,7 @@ import type { AdminServer, AdminUpstream } from '../../../src/admin/server.js';
 import { ProxyError } from '../../../src/lib/errors.js';
 import { Metrics } from '../../../src/lib/metrics.js';
 import type { Token, TokenState } from '../../../src/token/token.js';
+import { adminOptions } from '../../helpers/admin-options.js';
 import { requestText } from '../../helpers/http-text.js';
 import type { TextAnswer } from '../../helpers/http-text.js';
 import { ManualClock } from '../../helpers/manual-clock.js';
@@ -313,11 +314,7 @@ describe('admin server', () => {
 
   test('a port already in use is a config error naming the address', async () => {
     await assert.rejects(
-      startAdminServer({
-        host: '0.0.0.0', port: admin.port, logger: sink.logger, metrics, upstreams: [],
-        readinessRequireToken: false, isDraining: () => false, isListening: () => true,
-        onShutdownRequest: () => undefined, clock,
-      }),
+      startAdminServer(adminOptions({ port: admin.port, logger: sink.logger, metrics, clock })),
       (error: unknown) => error instanceof ProxyError && error.code === 'config_invalid'
         && error.message.includes(`0.0.0.0:${admin.port}`) && error.message.includes('EADDRINUSE'),
     );
@@ -336,11 +333,7 @@ test('isLoopbackAddress accepts 127.0.0.0/8, ::1 and IPv4-mapped loopback only',
 
 /** Options for a second admin server in the tests below. */
 function otherOptions(overrides: Partial<AdminServerOptions>): AdminServerOptions {
-  return {
-    host: '0.0.0.0', port: 0, logger: sink.logger, metrics: new Metrics(), upstreams: [],
-    readinessRequireToken: false, isDraining: () => false, isListening: () => true,
-    onShutdownRequest: () => undefined, clock, ...overrides,
-  };
+  return adminOptions({ logger: sink.logger, clock, ...overrides });
 }
 
 test('without ADMIN_SHUTDOWN_TOKEN_FILE, POST /shutdown is off (403 shutdown_disabled), even from loopback', async (t) => {

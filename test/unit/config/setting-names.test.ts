@@ -10,9 +10,9 @@ import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { startAdminServer } from '../../../src/admin/server.js';
 import { loadConfig } from '../../../src/config/load.js';
-import { Metrics } from '../../../src/lib/metrics.js';
 import { transportFailure } from '../../../src/token/transport-error.js';
 import { createUpstreamStack } from '../../../src/upstream-stack.js';
+import { adminOptions } from '../../helpers/admin-options.js';
 import { makeLogSink } from '../../helpers/log-sink.js';
 import { ManualClock } from '../../helpers/manual-clock.js';
 import { send, startHarness } from '../../helpers/proxy-harness.js';
@@ -97,11 +97,7 @@ describe('the proxy and the admin server, named at the edge', () => {
     const address = own ? 'the admin host and the admin port'
       : `adminHost (${source === 'a config file' ? 'config file' : 'ADMIN_HOST'}) and adminPort (ADMIN_PORT)`;
     test(`from ${source}: the admin server names ${shutdownFile} and ${address}`, async (t) => {
-      const sink = makeLogSink('info');
-      const options = {
-        host: '127.0.0.1', port: 0, logger: sink.logger, metrics: new Metrics(), upstreams: [], readinessRequireToken: false,
-        isDraining: () => false, isListening: () => true, onShutdownRequest: () => undefined, clock: new ManualClock(), settingNames: names,
-      };
+      const options = adminOptions({ host: '127.0.0.1', settingNames: names });
       const server = await startAdminServer(options);
       t.after(() => server.close());
       const answer = await send(server.port, '/shutdown', { method: 'POST' });
